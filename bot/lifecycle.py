@@ -1,0 +1,100 @@
+"""The tip lifecycle: who may do what, from which state. Pure; no I/O.
+
+    new -> claimed -> (needs_info <-> claimed) -> approved | rejected | duplicate
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from bot.tips import Tip, TipState
+
+
+class Verb(str, Enum):
+    CLAIM = "claim"
+    ASK = "ask"
+    REPLY = "reply"
+    APPROVE = "approve"
+    REJECT = "reject"
+    DUPLICATE = "dup"
+
+
+@dataclass(frozen=True)
+class Actor:
+    address: str
+    is_analyst: bool = False
+    is_supervisor: bool = False
+
+    @property
+    def may_triage(self) -> bool:
+        return self.is_analyst or self.is_supervisor
+
+
+class Refused(Exception):
+    """A transition that must not happen; the message is shown to the person as is."""
+
+
+_WORKING = (TipState.CLAIMED, TipState.NEEDS_INFO)
+
+
+def next_state(tip: Tip, verb: Verb, actor: Actor) -> TipState:
+    """The state the tip moves to, or :class:`Refused` saying why not and what to do."""
+    if tip.purged_at is not None:
+        raise Refused(f"{tip.ref} was purged under the retention policy; nothing is left to act on.")
+    if verb is Verb.REPLY:
+        return _reply(tip, actor)
+    if not actor.may_triage:
+        raise Refused("Only analysts and supervisors may triage tips.")
+    if tip.state.closed:
+        raise Refused(f"{tip.ref} is already {tip.state.label}; closed tips can't change.")
+    if verb is Verb.CLAIM:
+        return _claim(tip, actor)
+    if tip.state is TipState.NEW:
+        raise Refused(f"{tip.ref} is not claimed yet. Claim it first: !claim {tip.ref}")
+    _check_holder(tip, actor)
+    if verb is Verb.ASK:
+        return TipState.NEEDS_INFO
+    if verb is Verb.APPROVE and actor.address == tip.officer:
+        raise Refused(
+            f"You filed {tip.ref}, so someone else must approve it (four-eyes rule)."
+        )
+    return {
+        Verb.APPROVE: TipState.APPROVED,
+        Verb.REJECT: TipState.REJECTED,
+        Verb.DUPLICATE: TipState.DUPLICATE,
+    }[verb]
+
+
+def _claim(tip: Tip, actor: Actor) -> TipState:
+    if tip.state is TipState.NEW:
+        return TipState.CLAIMED
+    if tip.claimed_by == actor.address:
+        raise Refused(f"You already hold {tip.ref}.")
+    if not actor.is_supervisor:
+        raise Refused(
+            f"{tip.ref} is claimed by {tip.claimed_by}. Ask them, or a supervisor, to hand it over."
+        )
+    # A supervisor takes over; the tip keeps its state (a pending question stays pending).
+    return tip.state
+
+
+def _check_holder(tip: Tip, actor: Actor) -> None:
+    if tip.claimed_by != actor.address and not actor.is_supervisor:
+        raise Refused(
+            f"{tip.ref} is claimed by {tip.claimed_by}; only they or a supervisor may act on it."
+        )
+
+
+def _reply(tip: Tip, actor: Actor) -> TipState:
+    if actor.address != tip.officer:
+        raise Refused(f"Only the officer who filed {tip.ref} can reply to questions about it.")
+    if tip.state.closed:
+        raise Refused(f"{tip.ref} is already {tip.state.label}; no answer is needed any more.")
+    # An answer puts a tip that waited for information back in the analyst's hands;
+    # extra facts on any other open tip are simply added to it.
+    return TipState.CLAIMED if tip.state is TipState.NEEDS_INFO else tip.state
+
+
+def is_working(state: TipState) -> bool:
+    return state in _WORKING

@@ -1,0 +1,95 @@
+"""Tips as the core sees them: plain data, no storage, no platform."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+
+
+class Urgency(str, Enum):
+    IMMEDIATE = "immediate"
+    PRIORITY = "priority"
+    ROUTINE = "routine"
+
+
+class TipState(str, Enum):
+    NEW = "new"
+    CLAIMED = "claimed"
+    NEEDS_INFO = "needs_info"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    DUPLICATE = "duplicate"
+
+    @property
+    def closed(self) -> bool:
+        return self in (TipState.APPROVED, TipState.REJECTED, TipState.DUPLICATE)
+
+    @property
+    def label(self) -> str:
+        return self.value.replace("_", " ")
+
+
+@dataclass
+class Tip:
+    id: int
+    summary: str
+    category: str
+    urgency: Urgency
+    officer: str
+    intake_channel: str
+    filed_at: datetime
+    state: TipState = TipState.NEW
+    location: str | None = None
+    region: str | None = None
+    when: str | None = None
+    details: str | None = None
+    claimed_by: str | None = None
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    reason: str | None = None
+    duplicate_of: int | None = None
+    purged_at: datetime | None = None
+    version: int = 1
+
+    @property
+    def ref(self) -> str:
+        return f"T-{self.id}"
+
+
+@dataclass(frozen=True)
+class TipNote:
+    """A question from an analyst or an answer from the officer, shown on the card."""
+
+    tip_id: int
+    kind: str  # "ask" | "reply"
+    actor: str
+    text: str
+    at: datetime
+
+
+@dataclass
+class TipDraft:
+    """What an officer filed, validated, before it has an id."""
+
+    summary: str
+    category: str
+    urgency: Urgency = Urgency.ROUTINE
+    location: str | None = None
+    region: str | None = None
+    when: str | None = None
+    details: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+_TIP_REF = re.compile(r"^T-?(\d{1,9})$", re.IGNORECASE)
+
+
+def parse_tip_ref(text: str) -> int | None:
+    """``T-12``, ``t12`` or ``12`` -> 12; anything else -> None."""
+    text = text.strip()
+    if text.isdigit() and len(text) <= 9:
+        return int(text)
+    match = _TIP_REF.match(text)
+    return int(match.group(1)) if match else None

@@ -1,0 +1,119 @@
+"""The database schema (SQLAlchemy Core). Change it only together with a migration."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+from storage.types import UTCDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ADDRESS = 255
+
+tips = Table(
+    "tips",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("summary", Text, nullable=False),
+    Column("category", String(16), nullable=False),
+    Column("urgency", String(16), nullable=False),
+    Column("location", Text),
+    Column("region", String(64)),
+    Column("when_text", Text),
+    Column("details", Text),
+    Column("state", String(16), nullable=False, index=True),
+    Column("officer", String(ADDRESS), nullable=False, index=True),
+    Column("intake_channel", String(ADDRESS), nullable=False),
+    Column("filed_at", UTCDateTime, nullable=False),
+    Column("claimed_by", String(ADDRESS)),
+    Column("decided_by", String(ADDRESS)),
+    Column("decided_at", UTCDateTime),
+    Column("reason", Text),
+    Column("duplicate_of", Integer, ForeignKey("tips.id")),
+    Column("purged_at", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("version", Integer, nullable=False, default=1),
+    # Set by adapters whose platform may redeliver the same request (Slack retries).
+    Column("source_key", String(255), unique=True),
+)
+
+tip_notes = Table(
+    "tip_notes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tip_id", Integer, ForeignKey("tips.id"), nullable=False, index=True),
+    Column("kind", String(8), nullable=False),
+    Column("actor", String(ADDRESS), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # Unique per outgoing operation: Matrix transaction id, Slack message metadata.
+    Column("key", String(255), nullable=False, unique=True),
+    Column("op", String(8), nullable=False),  # post | edit | delete
+    Column("target", String(ADDRESS), nullable=False),
+    Column("ephemeral_to", String(ADDRESS)),
+    # The logical message (a tip's card, an alert copy) that edits refer back to.
+    Column("message_key", String(255)),
+    Column("payload", JSON, nullable=False),
+    Column("state", String(12), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("lease_until", UTCDateTime),
+    Column("last_error", Text),
+    Column("platform_ref", String(255)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+    Index("ix_outbox_due", "state", "next_attempt_at"),
+    Index("ix_outbox_message", "message_key", "target"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(ADDRESS), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("subject", String(64), nullable=False),
+    Column("details", JSON, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+# One row: where the chain ends, so that cutting rows off the end is detected too.
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("last_id", Integer, nullable=False),
+    Column("last_hash", String(64), nullable=False),
+)
+
+bot_state = Table(
+    "bot_state",
+    metadata,
+    Column("key", String(255), primary_key=True),
+    Column("value", Text, nullable=False),
+)
