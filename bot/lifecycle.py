@@ -1,17 +1,18 @@
 """The tip lifecycle: who may do what, from which state. Pure; no I/O.
 
-    new -> claimed -> (needs_info <-> claimed) -> approved | rejected | duplicate
+new -> claimed -> (needs_info <-> claimed) -> approved | rejected | duplicate
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
+from bot.errors import UserError
 from bot.tips import Tip, TipState
 
 
-class Verb(str, Enum):
+class Verb(StrEnum):
     CLAIM = "claim"
     ASK = "ask"
     REPLY = "reply"
@@ -31,7 +32,7 @@ class Actor:
         return self.is_analyst or self.is_supervisor
 
 
-class Refused(Exception):
+class Refused(UserError):
     """A transition that must not happen; the message is shown to the person as is."""
 
 
@@ -41,7 +42,9 @@ _WORKING = (TipState.CLAIMED, TipState.NEEDS_INFO)
 def next_state(tip: Tip, verb: Verb, actor: Actor) -> TipState:
     """The state the tip moves to, or :class:`Refused` saying why not and what to do."""
     if tip.purged_at is not None:
-        raise Refused(f"{tip.ref} was purged under the retention policy; nothing is left to act on.")
+        raise Refused(
+            f"{tip.ref} was purged under the retention policy; nothing is left to act on."
+        )
     if verb is Verb.REPLY:
         return _reply(tip, actor)
     if not actor.may_triage:
@@ -56,9 +59,7 @@ def next_state(tip: Tip, verb: Verb, actor: Actor) -> TipState:
     if verb is Verb.ASK:
         return TipState.NEEDS_INFO
     if verb is Verb.APPROVE and actor.address == tip.officer:
-        raise Refused(
-            f"You filed {tip.ref}, so someone else must approve it (four-eyes rule)."
-        )
+        raise Refused(f"You filed {tip.ref}, so someone else must approve it (four-eyes rule).")
     return {
         Verb.APPROVE: TipState.APPROVED,
         Verb.REJECT: TipState.REJECTED,

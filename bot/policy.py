@@ -22,7 +22,7 @@ Address = Annotated[str, AfterValidator(validate_address)]
 def _category_or_star(value: str) -> str:
     code = value.strip().upper()
     if code != "*" and code not in CATEGORIES:
-        raise ValueError(f"unknown category {value!r}; use one of {', '.join(CATEGORIES)} or \"*\"")
+        raise ValueError(f'unknown category {value!r}; use one of {", ".join(CATEGORIES)} or "*"')
     return code
 
 
@@ -132,7 +132,7 @@ class Partner(_Strict):
         try:
             CronTrigger.from_crontab(value)
         except ValueError as exc:
-            raise ValueError(f"not a cron expression ({exc}); e.g. \"0 7 * * *\"") from exc
+            raise ValueError(f'not a cron expression ({exc}); e.g. "0 7 * * *"') from exc
         return value
 
     @field_validator("red_recipients")

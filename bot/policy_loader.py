@@ -28,7 +28,9 @@ def load_policy(path: str | Path) -> Policy:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise PolicyError(str(path), [f"{path}: can't read the policy file ({exc.strerror})"]) from exc
+        raise PolicyError(
+            str(path), [f"{path}: can't read the policy file ({exc.strerror})"]
+        ) from exc
     return parse_policy(text, str(path))
 
 
@@ -69,7 +71,9 @@ def _table_name(data: dict, loc: tuple) -> str:
         entry = node[index] if index < len(node) else {}
         label = f"[[{head}]] #{index + 1}"
         if isinstance(entry, dict) and ("id" in entry or "name" in entry):
-            label += f" ({'id' if 'id' in entry else 'name'} {entry.get('id', entry.get('name'))!r})"
+            label += (
+                f" ({'id' if 'id' in entry else 'name'} {entry.get('id', entry.get('name'))!r})"
+            )
         parts.append(label)
         rest = rest[1:]
     elif isinstance(node, dict):

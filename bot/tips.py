@@ -5,16 +5,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 
 
-class Urgency(str, Enum):
+class Urgency(StrEnum):
     IMMEDIATE = "immediate"
     PRIORITY = "priority"
     ROUTINE = "routine"
 
 
-class TipState(str, Enum):
+class TipState(StrEnum):
     NEW = "new"
     CLAIMED = "claimed"
     NEEDS_INFO = "needs_info"

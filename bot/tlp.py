@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class TLP(str, Enum):
+class TLP(StrEnum):
     CLEAR = "CLEAR"
     GREEN = "GREEN"
     AMBER = "AMBER"

@@ -1,0 +1,76 @@
+"""The composition root: the one place that builds everything and wires it together.
+
+Tests build the bot through :func:`build` with overrides (a policy, a clock, senders)
+instead of patching anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from bot.clock import Clock, SystemClock
+from bot.core import Core, PolicyHolder
+from bot.delivery import Sender
+from bot.outbox_worker import OutboxWorker
+from bot.policy import Policy
+from bot.policy_loader import load_policy
+from bot.settings import Settings
+from commands.context import Command
+from commands.dispatch import Dispatcher
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FusionBot:
+    settings: Settings
+    core: Core
+    dispatcher: Dispatcher
+    worker: OutboxWorker
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def db(self) -> Database:
+        return self.core.db
+
+    async def handle(self, command: Command) -> bool:
+        return await self.dispatcher.handle(command)
+
+    async def start(self, *, migrate: bool = True, deliver: bool = True) -> None:
+        if migrate:
+            await self.db.upgrade()
+        if deliver:
+            self._tasks.append(asyncio.create_task(self.worker.run(), name="outbox"))
+
+    async def stop(self) -> None:
+        await self.worker.stop()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(task, timeout=10)
+        self._tasks.clear()
+        await self.db.dispose()
+
+    async def drain(self, seconds: float = 30.0) -> dict[str, int]:
+        return await self.worker.drain(seconds)
+
+
+def build(
+    settings: Settings,
+    *,
+    policy: Policy | None = None,
+    clock: Clock | None = None,
+    senders: Mapping[str, Sender] | None = None,
+    database: Database | None = None,
+) -> FusionBot:
+    clock = clock or SystemClock()
+    holder = PolicyHolder(policy or load_policy(settings.policy), str(settings.policy))
+    db = database or Database(settings.effective_database_url)
+    core = Core(db=db, policies=holder, clock=clock)
+    worker = OutboxWorker(db, senders or {}, clock)
+    core.wake_outbox = worker.wake
+    return FusionBot(settings=settings, core=core, dispatcher=Dispatcher(core), worker=worker)

@@ -1,0 +1,117 @@
+"""What analysts and officers see: review cards, receipts, status lines."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from bot.categories import CATEGORIES, PART_B_NOTE
+from bot.messages import Button, Message, MessageField
+from bot.similarity import Similar
+from bot.tips import Tip, TipNote, TipState
+
+STATE_BADGE = {
+    TipState.NEW: "NEW",
+    TipState.CLAIMED: "CLAIMED",
+    TipState.NEEDS_INFO: "NEEDS INFO",
+    TipState.APPROVED: "APPROVED",
+    TipState.REJECTED: "REJECTED",
+    TipState.DUPLICATE: "DUPLICATE",
+}
+
+
+def local_time(when: datetime, tz: ZoneInfo) -> str:
+    return when.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def card_key(tip_id: int) -> str:
+    return f"card:{tip_id}"
+
+
+def state_line(tip: Tip) -> str:
+    line = STATE_BADGE[tip.state]
+    if tip.state in (TipState.CLAIMED, TipState.NEEDS_INFO) and tip.claimed_by:
+        line += f" · {tip.claimed_by}"
+    if tip.state is TipState.NEEDS_INFO:
+        line += " · waiting for the officer's answer"
+    if tip.state.closed and tip.decided_by:
+        line += f" · by {tip.decided_by}"
+    if tip.state is TipState.DUPLICATE and tip.duplicate_of:
+        line += f" of T-{tip.duplicate_of}"
+    return line
+
+
+def review_card(
+    tip: Tip, notes: list[TipNote], similar: list[Similar], tz: ZoneInfo, *, overdue: bool = False
+) -> Message:
+    category = CATEGORIES[tip.category]
+    if tip.purged_at is not None:
+        return Message(
+            header=f"{tip.ref} · PURGED",
+            text="Content removed under the retention policy (28 CFR Part 23).",
+        )
+    fields = [
+        MessageField(label="State", value=state_line(tip)),
+        MessageField(label="Category", value=f"{category.code} — {category.label}"),
+        MessageField(label="Urgency", value=tip.urgency.value),
+    ]
+    for label, value in (
+        ("Location", tip.location),
+        ("Region", tip.region),
+        ("When", tip.when),
+        ("Details", tip.details),
+    ):
+        if value:
+            fields.append(MessageField(label=label, value=value))
+    fields.append(
+        MessageField(label="Filed", value=f"{local_time(tip.filed_at, tz)} by {tip.officer}")
+    )
+    for note in notes:
+        who = "Q" if note.kind == "ask" else "A"
+        fields.append(MessageField(label=f"{who} ({note.actor})", value=note.text))
+    if tip.reason:
+        fields.append(MessageField(label="Reason", value=tip.reason))
+    if similar:
+        fields.append(
+            MessageField(
+                label="Similar open tips",
+                value="; ".join(f"{s.tip.ref} ({s.why}): {_short(s.tip.summary)}" for s in similar),
+            )
+        )
+    footer_parts = []
+    if category.part_b and not tip.state.closed:
+        footer_parts.append(PART_B_NOTE)
+    if overdue and tip.state is TipState.NEW:
+        footer_parts.append("Overdue: this tip has waited longer than its SLA.")
+    return Message(
+        header=f"{tip.ref} · {STATE_BADGE[tip.state]} · {tip.urgency.value} · {category.code}",
+        text=tip.summary,
+        fields=fields,
+        footer=" ".join(footer_parts) or None,
+        buttons=card_buttons(tip),
+    )
+
+
+def card_buttons(tip: Tip) -> list[Button]:
+    if tip.state is TipState.NEW:
+        return [Button(label="Claim", command=f"claim {tip.ref}", style="primary")]
+    if tip.state in (TipState.CLAIMED, TipState.NEEDS_INFO):
+        return [
+            Button(label="Ask", command=f"ask {tip.ref}", needs_input=True),
+            Button(
+                label="Approve", command=f"approve {tip.ref}", style="primary", needs_input=True
+            ),
+            Button(label="Reject", command=f"reject {tip.ref}", style="danger", needs_input=True),
+            Button(label="Duplicate", command=f"dup {tip.ref}", needs_input=True),
+        ]
+    return []
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def status_line(tip: Tip, tz: ZoneInfo) -> str:
+    if tip.purged_at is not None:
+        return f"{tip.ref} · purged under the retention policy"
+    return f"{tip.ref} · {state_line(tip)} · {local_time(tip.filed_at, tz)} · {_short(tip.summary)}"

@@ -1,0 +1,197 @@
+"""``fusionbot``: run the bot, try it on the console, and administer it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import TextIO
+
+import typer
+
+from bot.policy_loader import PolicyError, load_policy
+from bot.settings import Settings
+
+app = typer.Typer(
+    help="fusionbot: tips from the street to cleared partners.", no_args_is_help=False
+)
+db_app = typer.Typer(help="Database administration.")
+policy_app = typer.Typer(help="Policy file tools.")
+audit_app = typer.Typer(help="Audit log tools.")
+app.add_typer(db_app, name="db")
+app.add_typer(policy_app, name="policy")
+app.add_typer(audit_app, name="audit")
+
+
+def _settings() -> Settings:
+    settings = Settings.from_environ(os.environ, env_file=".env")
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # Migration chatter is noise on a console session.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    return settings
+
+
+def _check_policy_or_exit(settings: Settings) -> None:
+    try:
+        load_policy(settings.policy)
+    except PolicyError as exc:
+        typer.echo("\n".join(exc.problems), err=True)
+        raise typer.Exit(2) from None
+
+
+@app.callback(invoke_without_command=True)
+def main(ctx: typer.Context) -> None:
+    """With no command: run."""
+    if ctx.invoked_subcommand is None:
+        run()
+
+
+@app.command()
+def run() -> None:
+    """Start the bot on every configured platform (the console when none is)."""
+    settings = _settings()
+    _check_policy_or_exit(settings)
+    platforms = [
+        name
+        for name, configured in (
+            ("slack", settings.slack_bot_token is not None),
+            ("matrix", settings.matrix_homeserver is not None),
+        )
+        if configured
+    ]
+    if platforms:
+        typer.echo(
+            f"{', '.join(platforms)} configured, but this version ships only the console "
+            "adapter; starting the console.",
+            err=True,
+        )
+    asyncio.run(run_console(settings, sys.stdin, sys.stdout, sys.stderr))
+
+
+@app.command()
+def console() -> None:
+    """Speak as anyone in the policy, in any channel. Reads `@name #channel text` lines
+    when stdin is not a terminal, prints what the bot posts, and exits at end of input."""
+    settings = _settings()
+    _check_policy_or_exit(settings)
+    asyncio.run(run_console(settings, sys.stdin, sys.stdout, sys.stderr))
+
+
+async def run_console(
+    settings: Settings, stdin: TextIO, stdout: TextIO, stderr: TextIO
+) -> dict[str, int]:
+    from adapters.console.adapter import ConsoleAdapter
+    from adapters.console.sender import ConsoleSender
+    from bot.app import build
+
+    def write(text: str) -> None:
+        stdout.write(text + "\n")
+        stdout.flush()
+
+    interactive = stdin.isatty()
+    bot = build(settings, senders={"console": ConsoleSender(write)})
+    await bot.start(deliver=interactive)
+    try:
+        adapter = ConsoleAdapter(
+            bot.handle,
+            bot.drain,
+            stdin=stdin,
+            stderr=stderr,
+            interactive=interactive,
+            welcome=_welcome(bot.core.policy) if interactive else "",
+        )
+        return await adapter.run()
+    finally:
+        await bot.stop()
+
+
+def _welcome(policy) -> str:
+    from bot.addresses import split_address
+
+    def names(addresses: list[str]) -> str:
+        found = [split_address(a)[1] for a in addresses if a.startswith("console:")]
+        return ", ".join(found) or "(none)"
+
+    partner_channels = [c for p in policy.partners for c in (*p.channels, *p.internal_channels)]
+    return "\n".join(
+        [
+            f"fusionbot — {policy.center.name} (console)",
+            f"Analysts: {names(policy.roles.analysts)}   "
+            f"Supervisors: {names(policy.roles.supervisors)}   Admins: {names(policy.roles.admins)}   Officers: anyone in an intake channel",
+            f"Intake: {names([c for i in policy.intake for c in i.channels])}   "
+            f"Review: {names(policy.review_channels)}   Partners: {names(partner_channels)}",
+            "Speak as someone in a channel: @olly #tips !tip Man photographing the substation "
+            "| category: photo | location: 5th & Main",
+            "Then: @ana #review !claim T-1    Later lines without @… keep the same speaker.",
+            "!help shows what each person may do. Ctrl-D quits.",
+        ]
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the database schema to the newest version."""
+    from storage.db import Database
+
+    settings = _settings()
+
+    async def upgrade() -> None:
+        database = Database(settings.effective_database_url)
+        await database.upgrade()
+        await database.dispose()
+
+    asyncio.run(upgrade())
+    typer.echo(f"database is up to date: {_safe_url(settings.effective_database_url)}")
+
+
+@policy_app.command("check")
+def policy_check(file: Path) -> None:
+    """Validate a policy file; exits 1 and names file, line, table and field on errors."""
+    try:
+        policy = load_policy(file)
+    except PolicyError as exc:
+        typer.echo("\n".join(exc.problems), err=True)
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"{file}: OK — {policy.center.name}: {len(policy.review)} review routes, "
+        f"{len(policy.partners)} partners, {len(policy.intake)} intake groups"
+    )
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the audit log's hash chain; exits 1 naming every broken row."""
+    from storage.audit_repo import verify_audit
+    from storage.db import Database
+
+    settings = _settings()
+
+    async def verify():
+        database = Database(settings.effective_database_url)
+        try:
+            async with database.read() as conn:
+                return await verify_audit(conn)
+        finally:
+            await database.dispose()
+
+    report = asyncio.run(verify())
+    if report.ok:
+        typer.echo(f"audit log intact: {report.checked} rows verified")
+        return
+    typer.echo(f"AUDIT LOG BROKEN ({len(report.problems)} problems):", err=True)
+    for problem in report.problems:
+        typer.echo(f"  {problem}", err=True)
+    raise typer.Exit(1)
+
+
+def _safe_url(url: str) -> str:
+    """Never print a password."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

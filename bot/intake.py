@@ -1,0 +1,77 @@
+"""Filing a tip: commit it, route a review card, then (and only then) tell the officer."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bot.cards import card_key, review_card
+from bot.categories import CATEGORIES
+from bot.core import Core
+from bot.messages import Message
+from bot.replies import ReplyTo, reply
+from bot.similarity import similar_tips
+from bot.tips import Tip, TipDraft
+from storage import outbox_repo, tips_repo
+from storage.audit_repo import append_audit
+
+
+async def file_tip(
+    core: Core, to: ReplyTo, draft: TipDraft, *, source_key: str | None = None
+) -> Tip:
+    policy = core.policy
+    now = core.clock.now()
+    async with core.transaction() as conn:
+        tip, created = await tips_repo.insert_tip(
+            conn, draft, officer=to.actor, channel=to.channel, now=now, source_key=source_key
+        )
+        if not created:
+            return tip  # a platform's redelivery of a tip we already have
+        await append_audit(
+            conn,
+            at=now,
+            actor=to.actor,
+            action="tip.filed",
+            subject=tip.ref,
+            details={"category": tip.category, "urgency": tip.urgency.value, "channel": to.channel},
+        )
+        review = policy.review_for(tip.category, tip.urgency)
+        card = await render_card(core, conn, tip)
+        for channel in review.channels:
+            await outbox_repo.enqueue_post(
+                conn,
+                target=channel,
+                message=card,
+                now=now,
+                message_key=card_key(tip.id),
+                key=f"{card_key(tip.id)}@{channel}",
+            )
+        category = CATEGORIES[tip.category]
+        receipt = (
+            f"Received {tip.ref} ({category.code} — {category.label}, {tip.urgency.value}). "
+            f"It is with the {review.name} analysts. Follow it with !status {tip.ref}."
+        )
+        if draft.extra.get("defaulted_category"):
+            receipt += (
+                " No category was given, so it is filed as OTHER; add | category: … next time."
+            )
+        await reply(conn, to, receipt, now=now)
+    return tip
+
+
+async def render_card(
+    core: Core, conn: AsyncConnection, tip: Tip, *, overdue: bool = False
+) -> Message:
+    notes = await tips_repo.notes_for(conn, tip.id)
+    candidates = await tips_repo.open_tips(conn, exclude=tip.id)
+    return review_card(
+        tip, notes, similar_tips(tip, candidates), core.policy.center.tz, overdue=overdue
+    )
+
+
+async def refresh_card(core: Core, conn: AsyncConnection, tip: Tip) -> None:
+    """Edit the tip's card in place wherever it was posted."""
+    card = await render_card(core, conn, tip)
+    for target in await outbox_repo.message_targets(conn, card_key(tip.id)):
+        await outbox_repo.enqueue_edit(
+            conn, target=target, message_key=card_key(tip.id), message=card, now=core.clock.now()
+        )

@@ -1,0 +1,257 @@
+"""Delivers outbox rows: paced per channel, retried with backoff, never lost, never doubled."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import defaultdict
+from collections.abc import Mapping
+from datetime import timedelta
+
+from bot.addresses import platform_of
+from bot.clock import Clock
+from bot.delivery import (
+    HoldDelivery,
+    Outgoing,
+    PermanentFailure,
+    RateLimited,
+    Sender,
+    TemporaryFailure,
+)
+from storage import outbox_repo as repo
+from storage.audit_repo import append_audit
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+SYSTEM_ACTOR = "system:fusionbot"
+
+
+class OutboxWorker:
+    def __init__(
+        self,
+        db: Database,
+        senders: Mapping[str, Sender],
+        clock: Clock,
+        *,
+        lease: timedelta = timedelta(minutes=5),
+        max_attempts: int = 8,
+        max_backoff: float = 300.0,
+        per_target_batch: int = 30,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self.db = db
+        self.senders = dict(senders)
+        self.clock = clock
+        self.lease = lease
+        self.max_attempts = max_attempts
+        self.max_backoff = max_backoff
+        self.per_target_batch = per_target_batch
+        self.poll_interval = poll_interval
+        self._wake = asyncio.Event()
+        self._busy: dict[str, asyncio.Task[None]] = {}
+        # When each target may next be sent to: the pace and any Retry-After.
+        self._gate: dict[str, float] = defaultdict(float)
+        self._stopping = False
+        # The background loop and drain() may both dispatch; one at a time keeps a target
+        # from getting two tasks (and two messages out of order).
+        self._dispatching = asyncio.Lock()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Deliver until stopped; woken after every commit that queued something."""
+        while not self._stopping:
+            try:
+                await self._dispatch()
+            except Exception:  # the worker must outlive a database hiccup
+                log.exception("outbox pass failed; retrying shortly")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+        await self._finish_busy()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def drain(self, seconds: float = 30.0) -> dict[str, int]:
+        """Deliver everything due now and wait for it; returns what remains queued for
+        later (backing off, or for a platform this process doesn't run), by platform."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while loop.time() < deadline:
+            claimed = await self._dispatch()
+            if self._busy:
+                await asyncio.wait(
+                    list(self._busy.values()), timeout=max(0.0, deadline - loop.time())
+                )
+                continue
+            if not claimed:
+                break
+        await self._finish_busy()
+        async with self.db.read() as conn:
+            return await repo.waiting_by_platform(conn)
+
+    async def _finish_busy(self) -> None:
+        if self._busy:
+            await asyncio.gather(*self._busy.values(), return_exceptions=True)
+
+    async def _dispatch(self) -> int:
+        """Claim due rows for targets that aren't being worked on; one task per target."""
+        if not self.senders:
+            return 0
+        async with self._dispatching:
+            return await self._claim_and_start()
+
+    async def _claim_and_start(self) -> int:
+        now = self.clock.now()
+        async with self.db.transaction() as conn:
+            rows = await repo.claim_due(
+                conn,
+                now=now,
+                lease=self.lease,
+                platforms=self.senders.keys(),
+                busy_targets=list(self._busy),
+            )
+            by_target: dict[str, list[repo.OutboxRow]] = defaultdict(list)
+            for row in rows:
+                by_target[row.target].append(row)
+            extra = [r.id for group in by_target.values() for r in group[self.per_target_batch :]]
+            await repo.release(conn, extra)
+        for target, group in by_target.items():
+            task = asyncio.create_task(self._deliver_all(target, group[: self.per_target_batch]))
+            self._busy[target] = task
+            task.add_done_callback(lambda _t, target=target: self._done(target))
+        return len(rows)
+
+    def _done(self, target: str) -> None:
+        self._busy.pop(target, None)
+        self._wake.set()
+
+    async def _deliver_all(self, target: str, rows: list[repo.OutboxRow]) -> None:
+        sender = self.senders[platform_of(target)]
+        loop = asyncio.get_running_loop()
+        for index, row in enumerate(rows):
+            wait = self._gate[target] - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            try:
+                await self._deliver(sender, row)
+            except RateLimited as exc:
+                self._gate[target] = loop.time() + exc.retry_after
+                # This row and the ones after it wait for the platform's Retry-After.
+                await self._give_back(rows[index:], exc.retry_after, str(exc))
+                return
+            except Exception:
+                log.exception("delivering outbox row %s to %s failed", row.id, target)
+                await self._retry(row, "internal error (see log)")
+            self._gate[target] = max(self._gate[target], loop.time() + sender.min_interval(target))
+
+    async def _deliver(self, sender: Sender, row: repo.OutboxRow) -> None:
+        out = Outgoing(
+            target=row.target,
+            message=row.message,
+            key=row.key,
+            ephemeral_to=row.ephemeral_to,
+            message_key=row.message_key,
+        )
+        try:
+            if row.op == "post":
+                # An earlier attempt whose outcome is unknown (timeout, crash) may have
+                # arrived: ask the platform before sending again.
+                uncertain = row.reclaimed or row.attempts > 0
+                ref = await sender.find_sent(out) if uncertain else None
+                if ref is None:
+                    ref = await sender.post(out)
+                await self._sent(row, ref)
+                return
+            original = await self._original_ref(row)
+            if original is None:
+                return
+            if row.op == "edit":
+                await sender.edit(out, original)
+            else:
+                await sender.delete(out, original)
+            await self._sent(row, original)
+        except RateLimited:
+            raise
+        except HoldDelivery as exc:
+            await self._hold(row, str(exc))
+        except PermanentFailure as exc:
+            await self._fail(row, str(exc))
+        except TemporaryFailure as exc:
+            await self._retry(row, str(exc))
+
+    async def _original_ref(self, row: repo.OutboxRow) -> str | None:
+        """The ref of the message an edit or delete applies to; waits while it is queued."""
+        assert row.message_key is not None
+        async with self.db.read() as conn:
+            status = await repo.post_status(conn, row.message_key, row.target)
+        if status is not None and status[0] == repo.SENT and status[1]:
+            return status[1]
+        if status is not None and status[0] in (repo.PENDING, repo.SENDING, repo.HELD):
+            async with self.db.transaction() as conn:
+                await repo.reschedule(
+                    conn,
+                    row.id,
+                    at=self.clock.now() + timedelta(seconds=1),
+                    error="waiting for the original message",
+                    count_attempt=False,
+                )
+            return None
+        await self._fail(row, "the original message was never delivered")
+        return None
+
+    async def _sent(self, row: repo.OutboxRow, ref: str | None) -> None:
+        async with self.db.transaction() as conn:
+            await repo.mark_sent(conn, row.id, ref=ref, now=self.clock.now())
+
+    async def _give_back(self, rows: list[repo.OutboxRow], delay: float, error: str) -> None:
+        at = self.clock.now() + timedelta(seconds=delay)
+        async with self.db.transaction() as conn:
+            for row in rows:
+                await repo.reschedule(conn, row.id, at=at, error=error, count_attempt=False)
+
+    async def _retry(self, row: repo.OutboxRow, error: str) -> None:
+        attempts = row.attempts + 1
+        if attempts >= self.max_attempts:
+            await self._fail(row, f"gave up after {attempts} attempts: {error}")
+            return
+        delay = min(self.max_backoff, 2.0**attempts) * random.uniform(0.8, 1.2)
+        async with self.db.transaction() as conn:
+            await repo.reschedule(
+                conn,
+                row.id,
+                at=self.clock.now() + timedelta(seconds=delay),
+                error=error,
+                count_attempt=True,
+            )
+
+    async def _fail(self, row: repo.OutboxRow, error: str) -> None:
+        log.warning("outbox row %s to %s failed for good: %s", row.id, row.target, error)
+        async with self.db.transaction() as conn:
+            await repo.mark_final(conn, row.id, state=repo.FAILED, error=error)
+            await append_audit(
+                conn,
+                at=self.clock.now(),
+                actor=SYSTEM_ACTOR,
+                action="delivery.failed",
+                subject=row.message_key or f"outbox:{row.id}",
+                details={"target": row.target, "op": row.op, "error": error},
+            )
+
+    async def _hold(self, row: repo.OutboxRow, error: str) -> None:
+        async with self.db.transaction() as conn:
+            await repo.mark_final(conn, row.id, state=repo.HELD, error=error)
+            await append_audit(
+                conn,
+                at=self.clock.now(),
+                actor=SYSTEM_ACTOR,
+                action="delivery.held",
+                subject=row.message_key or f"outbox:{row.id}",
+                details={"target": row.target, "error": error},
+            )

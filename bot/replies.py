@@ -1,0 +1,41 @@
+"""Answers to the person who gave a command, queued in the outbox like everything else."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bot.messages import Message
+from storage.outbox_repo import enqueue_post
+
+
+@dataclass(frozen=True)
+class ReplyTo:
+    """Where a command came from: answers go back there, visible to its author only."""
+
+    actor: str
+    channel: str
+    is_dm: bool = False
+    # The platform's id for the command message, so replies can thread under it.
+    source_ref: str | None = None
+
+
+async def reply(
+    conn: AsyncConnection, to: ReplyTo, message: Message | str, *, now: datetime
+) -> None:
+    if isinstance(message, str):
+        message = Message(text=message)
+    if to.is_dm:
+        await enqueue_post(conn, target=to.actor, message=message, now=now)
+    else:
+        await enqueue_post(conn, target=to.channel, ephemeral_to=to.actor, message=message, now=now)
+
+
+async def direct_message(
+    conn: AsyncConnection, person: str, message: Message | str, *, now: datetime
+) -> None:
+    if isinstance(message, str):
+        message = Message(text=message)
+    await enqueue_post(conn, target=person, message=message, now=now)

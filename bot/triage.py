@@ -1,0 +1,174 @@
+"""Analysts working a tip: every transition checked, audited, and shown on the card."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bot.core import Core
+from bot.errors import UserError
+from bot.intake import refresh_card
+from bot.lifecycle import Actor, Verb, next_state
+from bot.replies import ReplyTo, direct_message, reply
+from bot.tips import Tip, TipNote, TipState
+from storage import tips_repo
+from storage.audit_repo import append_audit
+
+
+@dataclass(frozen=True)
+class Triage:
+    """One triage command, already parsed."""
+
+    tip_id: int
+    verb: Verb
+    text: str | None = None
+    other_id: int | None = None
+
+
+def actor_for(core: Core, address: str) -> Actor:
+    policy = core.policy
+    return Actor(
+        address=address,
+        is_analyst=policy.is_analyst(address),
+        is_supervisor=policy.is_supervisor(address),
+    )
+
+
+async def load_tip(conn: AsyncConnection, tip_id: int, *, for_update: bool = False) -> Tip:
+    tip = await tips_repo.get_tip(conn, tip_id, for_update=for_update)
+    if tip is None:
+        raise UserError(f"There is no T-{tip_id}. Check the number on the card or in !status.")
+    return tip
+
+
+async def triage(core: Core, to: ReplyTo, command: Triage) -> Tip:
+    """Apply one transition. Raises UserError (nothing written) when it isn't allowed."""
+    now = core.clock.now()
+    actor = actor_for(core, to.actor)
+    async with core.transaction() as conn:
+        tip = await load_tip(conn, command.tip_id, for_update=True)
+        new_state = next_state(tip, command.verb, actor)
+        previous = tip.state
+        details: dict[str, object] = {"from": previous.value, "to": new_state.value}
+        tip.state = new_state
+
+        if command.verb is Verb.CLAIM:
+            if tip.claimed_by and tip.claimed_by != actor.address:
+                details["took_over_from"] = tip.claimed_by
+            tip.claimed_by = actor.address
+            confirmation = f"You hold {tip.ref} now."
+        elif command.verb is Verb.ASK:
+            question = _required(command.text, f"!ask {tip.ref} <your question>")
+            await tips_repo.add_note(conn, TipNote(tip.id, "ask", actor.address, question, now))
+            await direct_message(
+                conn,
+                tip.officer,
+                f"{actor.address} asks about your tip {tip.ref} ({_short(tip.summary)}): "
+                f"{question}\nAnswer with: !reply {tip.ref} <your answer>",
+                now=now,
+            )
+            details["question"] = question
+            confirmation = (
+                f"Asked the officer about {tip.ref}; the card shows the answer when it comes."
+            )
+        elif command.verb is Verb.REPLY:
+            answer = _required(command.text, f"!reply {tip.ref} <your answer>")
+            await tips_repo.add_note(conn, TipNote(tip.id, "reply", actor.address, answer, now))
+            details["answer"] = answer
+            confirmation = f"Thanks — your answer was added to {tip.ref}."
+            if tip.claimed_by and previous is TipState.NEEDS_INFO:
+                await direct_message(
+                    conn, tip.claimed_by, f"The officer answered on {tip.ref}: {answer}", now=now
+                )
+        elif command.verb is Verb.REJECT:
+            tip.reason = _required(command.text, f"!reject {tip.ref} <reason>")
+            _decide(tip, actor, now)
+            details["reason"] = tip.reason
+            confirmation = f"{tip.ref} rejected."
+            await _tell_officer(
+                conn, tip, f"Your tip {tip.ref} was closed without action: {tip.reason}", now
+            )
+        elif command.verb is Verb.DUPLICATE:
+            original = await _original(conn, tip, command.other_id)
+            tip.duplicate_of = original.id
+            tip.reason = f"duplicate of {original.ref}"
+            _decide(tip, actor, now)
+            details["duplicate_of"] = original.ref
+            confirmation = f"{tip.ref} marked as a duplicate of {original.ref}."
+            await _tell_officer(
+                conn,
+                tip,
+                f"Your tip {tip.ref} was merged into {original.ref}, which covers the same activity.",
+                now,
+            )
+        else:  # approve
+            if command.text:
+                tip.reason = command.text
+            _decide(tip, actor, now)
+            confirmation = f"{tip.ref} approved."
+            await _tell_officer(conn, tip, f"Your tip {tip.ref} was approved by the analysts.", now)
+
+        await tips_repo.save_tip(conn, tip, now=now)
+        await append_audit(
+            conn,
+            at=now,
+            actor=actor.address,
+            action=f"tip.{_action_name(command.verb)}",
+            subject=tip.ref,
+            details=details,
+        )
+        await refresh_card(core, conn, tip)
+        await reply(conn, to, confirmation, now=now)
+    return tip
+
+
+def _required(text: str | None, usage: str) -> str:
+    if not text or not text.strip():
+        raise UserError(f"Please add the text. Usage: {usage}")
+    return text.strip()
+
+
+def _decide(tip: Tip, actor: Actor, now: datetime) -> None:
+    tip.decided_by = actor.address
+    tip.decided_at = now
+
+
+async def _original(conn: AsyncConnection, tip: Tip, other_id: int | None) -> Tip:
+    if other_id is None:
+        raise UserError(f"Which tip does {tip.ref} duplicate? Usage: !dup {tip.ref} T-<original>")
+    if other_id == tip.id:
+        raise UserError(f"{tip.ref} can't be a duplicate of itself.")
+    original = await load_tip(conn, other_id)
+    # Point at the root, so chains of duplicates never form.
+    seen = {tip.id}
+    while original.state is TipState.DUPLICATE and original.duplicate_of:
+        if original.id in seen:
+            break
+        seen.add(original.id)
+        original = await load_tip(conn, original.duplicate_of)
+    if original.id == tip.id:
+        raise UserError(f"{tip.ref} is itself the original of T-{other_id}.")
+    if original.purged_at is not None:
+        raise UserError(f"{original.ref} was purged; mark the duplicate against a live tip.")
+    return original
+
+
+async def _tell_officer(conn: AsyncConnection, tip: Tip, text: str, now: datetime) -> None:
+    await direct_message(conn, tip.officer, text, now=now)
+
+
+def _action_name(verb: Verb) -> str:
+    return {
+        Verb.CLAIM: "claimed",
+        Verb.ASK: "asked",
+        Verb.REPLY: "answered",
+        Verb.APPROVE: "approved",
+        Verb.REJECT: "rejected",
+        Verb.DUPLICATE: "duplicate",
+    }[verb]
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

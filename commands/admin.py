@@ -1,0 +1,42 @@
+"""!reload — admins swap in an edited policy file without a restart."""
+
+from __future__ import annotations
+
+from bot.errors import UserError
+from bot.policy_loader import PolicyError, load_policy
+from bot.replies import reply
+from commands.context import Context
+from commands.registry import Role, command
+from storage.audit_repo import append_audit
+
+
+@command(
+    "reload", role=Role.ADMIN, summary="Reload the policy file; a broken file changes nothing."
+)
+async def reload(ctx: Context, args: str) -> None:
+    holder = ctx.core.policies
+    try:
+        policy = load_policy(holder.source)
+    except PolicyError as exc:
+        problems = "\n".join(exc.problems[:10])
+        raise UserError(
+            f"The policy file has problems; the old policy stays in force.\n{problems}"
+        ) from None
+    now = ctx.core.clock.now()
+    async with ctx.core.transaction() as conn:
+        await append_audit(
+            conn,
+            at=now,
+            actor=ctx.actor,
+            action="policy.reloaded",
+            subject="policy",
+            details={"source": str(holder.source), "partners": len(policy.partners)},
+        )
+        await reply(
+            conn,
+            ctx.reply_to,
+            f"Policy reloaded from {holder.source}: {len(policy.review)} review routes, "
+            f"{len(policy.partners)} partners.",
+            now=now,
+        )
+    holder.replace(policy)

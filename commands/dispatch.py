@@ -1,0 +1,58 @@
+"""From a platform-neutral Command to the handler that serves it, with one permission
+check and one way of turning mistakes into polite answers."""
+
+from __future__ import annotations
+
+import logging
+
+from bot.core import Core
+from bot.errors import UserError
+from commands import admin, help, status, tip, triage  # noqa: F401  (they register themselves)
+from commands.context import Command, Context
+from commands.registry import REGISTRY, Registry, Role
+from commands.text import clean, split_invocation
+from storage.tips_repo import ConcurrentChange
+
+log = logging.getLogger(__name__)
+
+_ROLE_NEEDED = {
+    Role.OFFICER: "Tips are filed in an intake channel or in a direct message with me.",
+    Role.ANALYST: "Only the center's analysts and supervisors may do that.",
+    Role.SUPERVISOR: "Only a supervisor may do that.",
+    Role.ADMIN: "Only an administrator may do that.",
+}
+
+
+class Dispatcher:
+    def __init__(self, core: Core, registry: Registry = REGISTRY) -> None:
+        self.core = core
+        self.registry = registry
+
+    async def handle(self, command: Command) -> bool:
+        """Serve one command. Returns False for text that isn't a command (chatter)."""
+        text = clean(command.text)
+        ctx = Context(self.core, command, self.registry)
+        try:
+            invocation = split_invocation(text)
+            if invocation is None:
+                return False
+            verb, args = invocation
+            spec = self.registry.find(verb)
+            if spec is None:
+                raise UserError(
+                    f"I don't know “{ctx.spell(verb[:30])}”. {ctx.spell('help')} lists what you can do."
+                )
+            if not ctx.may(spec.role):
+                raise UserError(_ROLE_NEEDED[spec.role])
+            await spec.handler(ctx, args)
+        except UserError as exc:
+            await ctx.answer(str(exc))
+        except ConcurrentChange as exc:
+            await ctx.answer(f"{exc} changed while you were acting on it; please try again.")
+        except Exception:
+            log.exception("command failed: %r from %s", command.text[:200], command.actor)
+            await ctx.answer(
+                "Something went wrong on my side and nothing was changed. Please try again; "
+                "if it keeps happening, tell the fusion center's administrator."
+            )
+        return True

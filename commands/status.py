@@ -1,0 +1,56 @@
+"""!status — officers follow their tips; analysts see the queue."""
+
+from __future__ import annotations
+
+from bot.cards import status_line
+from bot.errors import UserError
+from bot.messages import Message, MessageField
+from bot.tips import parse_tip_ref
+from bot.triage import load_tip
+from commands.context import Context
+from commands.registry import Role, command
+from storage import tips_repo
+
+
+@command(
+    "status",
+    role=Role.ANYONE,
+    usage="[T-1]",
+    summary="Your tips and where each stands; with an id, one tip in full. "
+    "Analysts without an id see the open queue.",
+)
+async def status(ctx: Context, args: str) -> None:
+    core = ctx.core
+    tz = core.policy.center.tz
+    word = args.strip().split()[0] if args.strip() else ""
+    async with core.db.read() as conn:
+        if word:
+            tip_id = parse_tip_ref(word)
+            if tip_id is None:
+                raise UserError(f"“{word[:30]}” is not a tip id; tip ids look like T-12.")
+            tip = await load_tip(conn, tip_id)
+            if tip.officer != ctx.actor and not core.policy.is_analyst(ctx.actor):
+                raise UserError(
+                    f"You can see only the tips you filed; {tip.ref} is not one of them."
+                )
+            notes = await tips_repo.notes_for(conn, tip.id)
+            fields = [MessageField(label="State", value=status_line(tip, tz))]
+            fields += [
+                MessageField(label="Question" if n.kind == "ask" else "Answer", value=n.text)
+                for n in notes
+            ]
+            if tip.reason and tip.purged_at is None:
+                fields.append(MessageField(label="Outcome", value=tip.reason))
+            summary = tip.summary if tip.purged_at is None else "(content purged)"
+            message = Message(header=tip.ref, text=summary, fields=fields)
+        elif core.policy.is_analyst(ctx.actor):
+            queue = await tips_repo.tips_in_queue(conn)
+            lines = [status_line(t, tz) for t in queue] or ["The queue is empty."]
+            message = Message(header=f"Open tips ({len(queue)})", text="\n".join(lines))
+        else:
+            mine = await tips_repo.tips_by_officer(conn, ctx.actor)
+            lines = [status_line(t, tz) for t in mine] or [
+                f"You have filed no tips yet. File one with {ctx.spell('tip')} <what you saw>."
+            ]
+            message = Message(header="Your tips", text="\n".join(lines))
+    await ctx.answer(message)

@@ -1,0 +1,89 @@
+"""Triage commands. Each one is also a button on the review card."""
+
+from __future__ import annotations
+
+from bot.errors import UserError
+from bot.lifecycle import Verb
+from bot.tips import parse_tip_ref
+from bot.triage import Triage, triage
+from commands.context import Context
+from commands.registry import Role, command
+from commands.text import first_word
+
+
+def tip_and_text(
+    ctx: Context, args: str, verb: str, rest_name: str | None = None
+) -> tuple[int, str]:
+    word, rest = first_word(args)
+    usage = f"{ctx.spell(verb)} T-1" + (f" <{rest_name}>" if rest_name else "")
+    if not word:
+        raise UserError(f"Which tip? Usage: {usage}")
+    tip_id = parse_tip_ref(word)
+    if tip_id is None:
+        raise UserError(f"“{word[:30]}” is not a tip id; tip ids look like T-12. Usage: {usage}")
+    if rest_name and not rest:
+        raise UserError(f"Please add the {rest_name}. Usage: {usage}")
+    return tip_id, rest
+
+
+@command("claim", role=Role.ANALYST, usage="T-1", summary="Take a tip to work on it.")
+async def claim(ctx: Context, args: str) -> None:
+    tip_id, _ = tip_and_text(ctx, args, "claim")
+    await triage(ctx.core, ctx.reply_to, Triage(tip_id, Verb.CLAIM))
+
+
+@command(
+    "ask",
+    role=Role.ANALYST,
+    usage="T-1 <question>",
+    summary="Ask the officer who filed the tip a question (they get it by direct message).",
+)
+async def ask(ctx: Context, args: str) -> None:
+    tip_id, question = tip_and_text(ctx, args, "ask", "question")
+    await triage(ctx.core, ctx.reply_to, Triage(tip_id, Verb.ASK, text=question))
+
+
+@command(
+    "reply",
+    role=Role.OFFICER,
+    usage="T-1 <answer>",
+    summary="Answer an analyst's question about your tip, or add facts to it.",
+)
+async def reply(ctx: Context, args: str) -> None:
+    tip_id, answer = tip_and_text(ctx, args, "reply", "answer")
+    await triage(ctx.core, ctx.reply_to, Triage(tip_id, Verb.REPLY, text=answer))
+
+
+@command("reject", role=Role.ANALYST, usage="T-1 <reason>", summary="Close a tip without action.")
+async def reject(ctx: Context, args: str) -> None:
+    tip_id, reason = tip_and_text(ctx, args, "reject", "reason")
+    await triage(ctx.core, ctx.reply_to, Triage(tip_id, Verb.REJECT, text=reason))
+
+
+@command(
+    "dup",
+    role=Role.ANALYST,
+    usage="T-1 T-2",
+    summary="Mark T-1 as a duplicate of T-2 (the original).",
+    aliases=("duplicate",),
+)
+async def dup(ctx: Context, args: str) -> None:
+    tip_id, rest = tip_and_text(ctx, args, "dup", "original tip id")
+    word, _ = first_word(rest)
+    other = parse_tip_ref(word)
+    if other is None:
+        raise UserError(
+            f"“{word[:30]}” is not a tip id. Usage: {ctx.spell('dup')} T-1 T-2 (T-1 duplicates T-2)"
+        )
+    await triage(ctx.core, ctx.reply_to, Triage(tip_id, Verb.DUPLICATE, other_id=other))
+
+
+@command(
+    "approve",
+    role=Role.ANALYST,
+    usage="T-1 [note]",
+    summary="Approve a tip you hold (someone other than the officer who filed it).",
+)
+async def approve(ctx: Context, args: str) -> None:
+    tip_id, note = tip_and_text(ctx, args, "approve")
+    await triage(ctx.core, ctx.reply_to, Triage(tip_id, Verb.APPROVE, text=note or None))

@@ -1,0 +1,279 @@
+"""Outbox rows: every outgoing post, edit and delete, written in the same transaction as
+the change that caused it, and handed to the delivery worker afterwards."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bot.messages import Message
+from storage.tables import outbox
+
+PENDING, SENDING, SENT, FAILED, HELD, SUPERSEDED = (
+    "pending",
+    "sending",
+    "sent",
+    "failed",
+    "held",
+    "superseded",
+)
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    key: str
+    op: str
+    target: str
+    ephemeral_to: str | None
+    message_key: str | None
+    message: Message
+    state: str
+    attempts: int
+    next_attempt_at: datetime
+    platform_ref: str | None
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+    # Taken over from a process that died while sending: it may have arrived already.
+    reclaimed: bool = False
+
+
+def _row(r: Any, reclaimed: bool = False) -> OutboxRow:
+    return OutboxRow(
+        id=r.id,
+        key=r.key,
+        op=r.op,
+        target=r.target,
+        ephemeral_to=r.ephemeral_to,
+        message_key=r.message_key,
+        message=Message.model_validate(r.payload),
+        state=r.state,
+        attempts=r.attempts,
+        next_attempt_at=r.next_attempt_at,
+        platform_ref=r.platform_ref,
+        last_error=r.last_error,
+        created_at=r.created_at,
+        sent_at=r.sent_at,
+        reclaimed=reclaimed,
+    )
+
+
+async def enqueue_post(
+    conn: AsyncConnection,
+    *,
+    target: str,
+    message: Message,
+    now: datetime,
+    message_key: str | None = None,
+    ephemeral_to: str | None = None,
+    key: str | None = None,
+    not_before: datetime | None = None,
+) -> int:
+    """Queue a new message. ``key`` makes enqueueing idempotent (a second call is a no-op)."""
+    key = key or f"post:{uuid.uuid4().hex}"
+    existing = await conn.scalar(select(outbox.c.id).where(outbox.c.key == key))
+    if existing is not None:
+        return int(existing)
+    result = await conn.execute(
+        outbox.insert()
+        .values(
+            key=key,
+            op="post",
+            target=target,
+            ephemeral_to=ephemeral_to,
+            message_key=message_key,
+            payload=message.model_dump(mode="json"),
+            state=PENDING,
+            attempts=0,
+            next_attempt_at=not_before or now,
+            created_at=now,
+        )
+        .returning(outbox.c.id)
+    )
+    return int(result.scalar_one())
+
+
+async def enqueue_edit(
+    conn: AsyncConnection, *, target: str, message_key: str, message: Message, now: datetime
+) -> None:
+    """Queue an edit of an earlier message, coalescing with what is still waiting.
+
+    If the post itself has not left yet, it simply leaves with the new content; if an
+    earlier edit is still waiting, it is replaced: only the latest state matters.
+    """
+    payload = message.model_dump(mode="json")
+    waiting = (
+        await conn.execute(
+            select(outbox.c.id, outbox.c.op)
+            .where(
+                outbox.c.message_key == message_key,
+                outbox.c.target == target,
+                outbox.c.op.in_(("post", "edit")),
+                outbox.c.state == PENDING,
+            )
+            .order_by(outbox.c.id.desc())
+            .limit(1)
+        )
+    ).first()
+    if waiting is not None:
+        await conn.execute(update(outbox).where(outbox.c.id == waiting.id).values(payload=payload))
+        return
+    await conn.execute(
+        outbox.insert().values(
+            key=f"edit:{uuid.uuid4().hex}",
+            op="edit",
+            target=target,
+            message_key=message_key,
+            payload=payload,
+            state=PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+    )
+
+
+async def message_targets(conn: AsyncConnection, message_key: str) -> list[str]:
+    """Every place a logical message (a tip's card, an alert) was posted to."""
+    rows = await conn.execute(
+        select(outbox.c.target)
+        .where(outbox.c.message_key == message_key, outbox.c.op == "post")
+        .order_by(outbox.c.id)
+    )
+    return list(dict.fromkeys(r.target for r in rows))
+
+
+async def claim_due(
+    conn: AsyncConnection,
+    *,
+    now: datetime,
+    lease: timedelta,
+    platforms: Iterable[str],
+    busy_targets: Sequence[str] = (),
+    limit: int = 200,
+) -> list[OutboxRow]:
+    """Take due rows for sending. A row whose lease ran out was being sent by a process
+    that died: it is taken again, and its sender checks whether it already arrived."""
+    platform_filter = or_(*(outbox.c.target.startswith(f"{p}:") for p in platforms))
+    due = and_(
+        platform_filter,
+        or_(
+            and_(outbox.c.state == PENDING, outbox.c.next_attempt_at <= now),
+            and_(outbox.c.state == SENDING, outbox.c.lease_until < now),
+        ),
+    )
+    query = select(outbox.c.id, outbox.c.state).where(due).order_by(outbox.c.id).limit(limit)
+    if busy_targets:
+        query = query.where(outbox.c.target.not_in(list(busy_targets)))
+    if conn.dialect.name == "postgresql":
+        # Several replicas share the outbox; each row goes to exactly one of them.
+        query = query.with_for_update(skip_locked=True)
+    found = (await conn.execute(query)).all()
+    ids = [r.id for r in found]
+    reclaimed = {r.id for r in found if r.state == SENDING}
+    if not ids:
+        return []
+    rows = await conn.execute(
+        update(outbox)
+        .where(outbox.c.id.in_(ids))
+        .values(state=SENDING, lease_until=now + lease)
+        .returning(*outbox.c)
+    )
+    return sorted((_row(r, r.id in reclaimed) for r in rows), key=lambda r: r.id)
+
+
+async def release(conn: AsyncConnection, ids: Sequence[int]) -> None:
+    """Give claimed rows back untouched (more than one pass should take for a target)."""
+    if ids:
+        await conn.execute(
+            update(outbox).where(outbox.c.id.in_(list(ids))).values(state=PENDING, lease_until=None)
+        )
+
+
+async def mark_sent(conn: AsyncConnection, row_id: int, *, ref: str | None, now: datetime) -> None:
+    await conn.execute(
+        update(outbox)
+        .where(outbox.c.id == row_id)
+        .values(state=SENT, platform_ref=ref, sent_at=now, lease_until=None, last_error=None)
+    )
+
+
+async def reschedule(
+    conn: AsyncConnection, row_id: int, *, at: datetime, error: str | None, count_attempt: bool
+) -> None:
+    values: dict[str, Any] = {
+        "state": PENDING,
+        "next_attempt_at": at,
+        "lease_until": None,
+        "last_error": error,
+    }
+    if count_attempt:
+        values["attempts"] = outbox.c.attempts + 1
+    await conn.execute(update(outbox).where(outbox.c.id == row_id).values(**values))
+
+
+async def mark_final(conn: AsyncConnection, row_id: int, *, state: str, error: str) -> None:
+    await conn.execute(
+        update(outbox)
+        .where(outbox.c.id == row_id)
+        .values(state=state, last_error=error, lease_until=None, attempts=outbox.c.attempts + 1)
+    )
+
+
+async def post_status(
+    conn: AsyncConnection, message_key: str, target: str
+) -> tuple[str, str | None] | None:
+    """State and platform ref of the original post of a logical message at a target."""
+    row = (
+        await conn.execute(
+            select(outbox.c.state, outbox.c.platform_ref)
+            .where(
+                outbox.c.message_key == message_key,
+                outbox.c.target == target,
+                outbox.c.op == "post",
+            )
+            .order_by(outbox.c.id)
+            .limit(1)
+        )
+    ).first()
+    return None if row is None else (row.state, row.platform_ref)
+
+
+async def next_due_at(conn: AsyncConnection, platforms: Iterable[str]) -> datetime | None:
+    platform_filter = or_(*(outbox.c.target.startswith(f"{p}:") for p in platforms))
+    return await conn.scalar(
+        select(func.min(outbox.c.next_attempt_at)).where(
+            platform_filter, outbox.c.state.in_((PENDING, SENDING))
+        )
+    )
+
+
+async def count_by_state(conn: AsyncConnection) -> dict[str, int]:
+    rows = await conn.execute(select(outbox.c.state, func.count()).group_by(outbox.c.state))
+    return {state: int(n) for state, n in rows}
+
+
+async def rows_for(conn: AsyncConnection, message_key: str) -> list[OutboxRow]:
+    rows = await conn.execute(
+        select(outbox).where(outbox.c.message_key == message_key).order_by(outbox.c.id)
+    )
+    return [_row(r) for r in rows]
+
+
+async def waiting_by_platform(conn: AsyncConnection) -> dict[str, int]:
+    """Messages not yet delivered, by the platform they wait for."""
+    rows = await conn.execute(
+        select(outbox.c.target).where(outbox.c.state.in_((PENDING, SENDING, HELD)))
+    )
+    counts: dict[str, int] = {}
+    for row in rows:
+        platform = row.target.partition(":")[0]
+        counts[platform] = counts.get(platform, 0) + 1
+    return counts

@@ -1,0 +1,159 @@
+"""Loading and saving tips and their notes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bot.tips import Tip, TipDraft, TipNote, TipState, Urgency
+from storage.tables import tip_notes, tips
+
+
+def _tip(r: Any) -> Tip:
+    return Tip(
+        id=r.id,
+        summary=r.summary,
+        category=r.category,
+        urgency=Urgency(r.urgency),
+        officer=r.officer,
+        intake_channel=r.intake_channel,
+        filed_at=r.filed_at,
+        state=TipState(r.state),
+        location=r.location,
+        region=r.region,
+        when=r.when_text,
+        details=r.details,
+        claimed_by=r.claimed_by,
+        decided_by=r.decided_by,
+        decided_at=r.decided_at,
+        reason=r.reason,
+        duplicate_of=r.duplicate_of,
+        purged_at=r.purged_at,
+        version=r.version,
+    )
+
+
+async def insert_tip(
+    conn: AsyncConnection,
+    draft: TipDraft,
+    *,
+    officer: str,
+    channel: str,
+    now: datetime,
+    source_key: str | None = None,
+) -> tuple[Tip, bool]:
+    """File a tip. With a ``source_key`` already seen (a platform's redelivery), returns
+    the tip filed the first time and False."""
+    if source_key is not None:
+        existing = (await conn.execute(select(tips).where(tips.c.source_key == source_key))).first()
+        if existing is not None:
+            return _tip(existing), False
+    result = await conn.execute(
+        tips.insert()
+        .values(
+            summary=draft.summary,
+            category=draft.category,
+            urgency=draft.urgency.value,
+            location=draft.location,
+            region=draft.region,
+            when_text=draft.when,
+            details=draft.details,
+            state=TipState.NEW.value,
+            officer=officer,
+            intake_channel=channel,
+            filed_at=now,
+            updated_at=now,
+            version=1,
+            source_key=source_key,
+        )
+        .returning(*tips.c)
+    )
+    return _tip(result.one()), True
+
+
+async def get_tip(conn: AsyncConnection, tip_id: int, *, for_update: bool = False) -> Tip | None:
+    query = select(tips).where(tips.c.id == tip_id)
+    if for_update and conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = (await conn.execute(query)).first()
+    return None if row is None else _tip(row)
+
+
+async def save_tip(conn: AsyncConnection, tip: Tip, *, now: datetime) -> None:
+    """Write a changed tip; the row must still be at the version it was loaded at."""
+    result = await conn.execute(
+        update(tips)
+        .where(tips.c.id == tip.id, tips.c.version == tip.version)
+        .values(
+            state=tip.state.value,
+            claimed_by=tip.claimed_by,
+            decided_by=tip.decided_by,
+            decided_at=tip.decided_at,
+            reason=tip.reason,
+            duplicate_of=tip.duplicate_of,
+            summary=tip.summary,
+            location=tip.location,
+            when_text=tip.when,
+            details=tip.details,
+            purged_at=tip.purged_at,
+            updated_at=now,
+            version=tip.version + 1,
+        )
+    )
+    if result.rowcount != 1:
+        raise ConcurrentChange(tip.ref)
+    tip.version += 1
+
+
+class ConcurrentChange(Exception):
+    """Someone else changed the tip between loading and saving it."""
+
+
+async def add_note(conn: AsyncConnection, note: TipNote) -> None:
+    await conn.execute(
+        tip_notes.insert().values(
+            tip_id=note.tip_id, kind=note.kind, actor=note.actor, text=note.text, at=note.at
+        )
+    )
+
+
+async def notes_for(conn: AsyncConnection, tip_id: int) -> list[TipNote]:
+    rows = await conn.execute(
+        select(tip_notes).where(tip_notes.c.tip_id == tip_id).order_by(tip_notes.c.id)
+    )
+    return [TipNote(r.tip_id, r.kind, r.actor, r.text, r.at) for r in rows]
+
+
+async def open_tips(
+    conn: AsyncConnection, *, exclude: int | None = None, limit: int = 500
+) -> list[Tip]:
+    """The most recent tips still being worked on (candidates for 'similar tips')."""
+    open_states = [TipState.NEW.value, TipState.CLAIMED.value, TipState.NEEDS_INFO.value]
+    query = (
+        select(tips)
+        .where(tips.c.state.in_(open_states), tips.c.purged_at.is_(None))
+        .order_by(tips.c.id.desc())
+        .limit(limit)
+    )
+    if exclude is not None:
+        query = query.where(tips.c.id != exclude)
+    return [_tip(r) for r in await conn.execute(query)]
+
+
+async def tips_by_officer(conn: AsyncConnection, officer: str, *, limit: int = 10) -> list[Tip]:
+    rows = await conn.execute(
+        select(tips).where(tips.c.officer == officer).order_by(tips.c.id.desc()).limit(limit)
+    )
+    return [_tip(r) for r in rows]
+
+
+async def tips_in_queue(conn: AsyncConnection, *, limit: int = 20) -> list[Tip]:
+    """Open tips, oldest first: the analysts' queue."""
+    open_states = [TipState.NEW.value, TipState.CLAIMED.value, TipState.NEEDS_INFO.value]
+    rows = await conn.execute(
+        select(tips).where(tips.c.state.in_(open_states)).order_by(tips.c.id).limit(limit)
+    )
+    return [_tip(r) for r in rows]

@@ -1,0 +1,58 @@
+"""Shared fixtures. The suite runs on SQLite always, and on PostgreSQL when
+FUSIONBOT_TEST_DATABASE_URL is set (CI sets it); otherwise those runs skip, saying why."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from storage.db import Database
+
+PG_URL = os.environ.get("FUSIONBOT_TEST_DATABASE_URL", "")
+PG_SKIP_REASON = (
+    "PostgreSQL not configured: set FUSIONBOT_TEST_DATABASE_URL="
+    "postgresql+asyncpg://postgres@127.0.0.1:5432/test to run these (CI does)"
+)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    backends = ["sqlite"] + (["postgresql"] if PG_URL else [])
+    lines = [f"fusionbot database backends: {', '.join(backends)}"]
+    if not PG_URL:
+        lines.append(f"fusionbot: PostgreSQL tests skip: {PG_SKIP_REASON}")
+    return lines
+
+
+async def reset_postgres(url: str) -> None:
+    """Each test starts on an empty schema."""
+    engine = create_async_engine(url)
+    async with engine.begin() as conn:
+        await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        await conn.execute(text("CREATE SCHEMA public"))
+    await engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL to an empty database, once per backend."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'fusionbot.db'}"
+    if not PG_URL:
+        pytest.skip(PG_SKIP_REASON)
+    return PG_URL
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    """A migrated, empty database on each backend."""
+    if database_url.startswith("postgresql"):
+        await reset_postgres(database_url)
+    database = Database(database_url)
+    await database.upgrade()
+    yield database
+    await database.dispose()
