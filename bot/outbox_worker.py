@@ -52,7 +52,7 @@ class OutboxWorker:
         self.poll_interval = poll_interval
         self._wake = asyncio.Event()
         self._busy: dict[str, asyncio.Task[None]] = {}
-        # When each target may next be sent to: the pace and any Retry-After.
+        # When each target may next be sent to, by the platform's pace (loop time).
         self._gate: dict[str, float] = defaultdict(float)
         self._stopping = False
         # The background loop and drain() may both dispatch; one at a time keeps a target
@@ -142,8 +142,8 @@ class OutboxWorker:
             try:
                 await self._deliver(sender, row)
             except RateLimited as exc:
-                self._gate[target] = loop.time() + exc.retry_after
-                # This row and the ones after it wait for the platform's Retry-After.
+                # This row and the ones after it wait for the platform's Retry-After; the
+                # rows' next attempt time keeps every process from trying before then.
                 await self._give_back(rows[index:], exc.retry_after, str(exc))
                 return
             except Exception:

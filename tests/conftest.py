@@ -28,6 +28,20 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    ran = "sqlite and postgresql" if PG_URL else "sqlite only"
+    terminalreporter.write_line(f"fusionbot: database tests ran on {ran}.")
+    if not PG_URL:
+        skipped = [
+            r
+            for r in terminalreporter.stats.get("skipped", [])
+            if PG_SKIP_REASON in str(r.longrepr)
+        ]
+        terminalreporter.write_line(
+            f"fusionbot: {len(skipped)} PostgreSQL runs skipped: {PG_SKIP_REASON}"
+        )
+
+
 async def reset_postgres(url: str) -> None:
     """Each test starts on an empty schema."""
     engine = create_async_engine(url)

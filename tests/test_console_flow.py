@@ -65,7 +65,9 @@ async def test_full_triage_loop_edits_card_in_place(db) -> None:
 async def test_reject_and_duplicate_tell_the_officer(db) -> None:
     h = ConsoleHarness(db)
     await h.say(TIP)
-    await h.say("@olly #tips !tip Same man photographing the substation again | location: 5th & Main")
+    await h.say(
+        "@olly #tips !tip Same man photographing the substation again | location: 5th & Main"
+    )
     await h.say("@ana #review !claim T-2")
     out = await h.say("@ana #review !dup T-2 T-1")
     assert any("merged into T-1" in line for line in lines_for(out, "@olly"))
@@ -73,7 +75,9 @@ async def test_reject_and_duplicate_tell_the_officer(db) -> None:
 
     await h.say("@ali #review !claim T-1")
     out = await h.say("@ali #review !reject T-1 Licensed surveyor, verified with the utility")
-    assert any("closed without action: Licensed surveyor" in line for line in lines_for(out, "@olly"))
+    assert any(
+        "closed without action: Licensed surveyor" in line for line in lines_for(out, "@olly")
+    )
 
 
 async def test_second_card_lists_similar_open_tip(db) -> None:
@@ -116,7 +120,12 @@ async def test_a_platform_redelivery_does_not_file_twice(db) -> None:
     from commands.context import Command
 
     h = ConsoleHarness(db)
-    command = Command(actor="console:olly", channel="console:#tips", text="!tip Van idling | category: survl", source_key="evt-1")
+    command = Command(
+        actor="console:olly",
+        channel="console:#tips",
+        text="!tip Van idling | category: survl",
+        source_key="evt-1",
+    )
     await h.bot.handle(command)
     await h.bot.handle(command)
     await h.bot.drain()

@@ -1,0 +1,231 @@
+"""The delivery outbox: nothing lost, nothing doubled, paced, retried, coalesced."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
+from bot.app import build
+from bot.clock import ManualClock
+from bot.delivery import PermanentFailure, RateLimited, TemporaryFailure
+from bot.messages import Message
+from bot.settings import Settings
+from commands.context import Command
+from storage import outbox_repo
+from storage.audit_repo import load_audit
+from storage.db import Database
+from tests.platform_double import PlatformDouble
+from tests.policies import console_policy
+
+START = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
+TIP = Command(
+    actor="console:olly",
+    channel="console:#tips",
+    text="!tip Van circling the depot | category: survl",
+)
+
+
+def new_bot(url: str, platform: PlatformDouble, clock: ManualClock):
+    return build(
+        Settings.from_environ({}),
+        policy=console_policy(),
+        clock=clock,
+        senders={"console": platform},
+        database=Database(url),
+    )
+
+
+async def test_crash_between_commit_and_delivery_delivers_exactly_once(db, database_url) -> None:
+    clock = ManualClock(START)
+    first = PlatformDouble()
+    crashed = new_bot(database_url, first, clock)
+    await crashed.handle(TIP)  # committed; the process dies before its worker sends anything
+    await crashed.db.dispose()
+    assert first.received == []
+
+    second = PlatformDouble()
+    restarted = new_bot(database_url, second, clock)
+    assert await restarted.drain() == {}
+    await restarted.drain()  # a second pass finds nothing more to send
+    targets = sorted(r.target for r in second.posts())
+    assert targets == ["console:#review", "console:#review-night", "console:#tips"]
+    await restarted.db.dispose()
+
+
+async def test_crash_during_send_is_not_sent_twice(db, database_url) -> None:
+    clock = ManualClock(START)
+    platform = PlatformDouble()
+    crashed = new_bot(database_url, platform, clock)
+    await crashed.handle(TIP)
+    # The dying process took the rows and the platform received them, but the process was
+    # killed before it could record that.
+    async with crashed.db.transaction() as conn:
+        rows = await outbox_repo.claim_due(
+            conn, now=clock.now(), lease=timedelta(minutes=5), platforms=["console"]
+        )
+    for row in rows:
+        await platform.post(_outgoing(row))
+    await crashed.db.dispose()
+    assert len(platform.posts()) == 3
+
+    clock.advance(timedelta(minutes=6))  # the dead process's lease runs out
+    restarted = new_bot(database_url, platform, clock)
+    assert await restarted.drain() == {}
+    assert len(platform.posts()) == 3  # asked the platform first; nothing doubled
+    assert platform.find_sent_calls == 3
+    await restarted.db.dispose()
+
+
+async def test_temporary_failures_are_retried_with_backoff(db) -> None:
+    clock = ManualClock(START)
+    platform = PlatformDouble()
+    bot = build(
+        Settings.from_environ({}),
+        policy=console_policy(),
+        clock=clock,
+        senders={"console": platform},
+        database=db,
+    )
+    platform.fail_next(TemporaryFailure("timeout"), TemporaryFailure("502"))
+    await _post(bot, "console:#review", "hello")
+    await bot.drain()
+    assert platform.posts() == []
+    rows = await _rows(bot)
+    assert rows[0].attempts == 1 and rows[0].next_attempt_at > clock.now()
+
+    for _ in range(2):
+        clock.advance(timedelta(minutes=10))
+        await bot.drain()
+    assert [r.text for r in platform.posts()] == ["hello"]
+    assert (await _rows(bot))[0].state == "sent"
+
+
+async def test_rate_limit_waits_for_retry_after_without_using_up_attempts(db) -> None:
+    clock = ManualClock(START)
+    platform = PlatformDouble()
+    bot = build(
+        Settings.from_environ({}),
+        policy=console_policy(),
+        clock=clock,
+        senders={"console": platform},
+        database=db,
+    )
+    platform.fail_next(*(RateLimited(30.0) for _ in range(20)))
+    await _post(bot, "console:#review", "one")
+    await _post(bot, "console:#review", "two")
+    for _ in range(20):
+        await bot.drain()
+        rows = await _rows(bot)
+        assert all(r.next_attempt_at == clock.now() + timedelta(seconds=30) for r in rows)
+        clock.advance(timedelta(seconds=30))
+    await bot.drain()
+    assert [r.text for r in platform.posts()] == ["one", "two"]  # order kept, none dropped
+    assert all(r.attempts == 0 for r in await _rows(bot))
+
+
+async def test_permanent_failure_is_recorded_and_audited(db) -> None:
+    clock = ManualClock(START)
+    platform = PlatformDouble()
+    bot = build(
+        Settings.from_environ({}),
+        policy=console_policy(),
+        clock=clock,
+        senders={"console": platform},
+        database=db,
+    )
+    platform.fail_next(PermanentFailure("channel_not_found"))
+    await _post(bot, "console:#gone", "hello")
+    await bot.drain()
+    assert (await _rows(bot))[0].state == "failed"
+    async with db.read() as conn:
+        audit = await load_audit(conn)
+    assert (
+        audit[-1].action == "delivery.failed" and audit[-1].details["error"] == "channel_not_found"
+    )
+
+
+async def test_edits_waiting_together_collapse_into_the_latest(db) -> None:
+    clock = ManualClock(START)
+    platform = PlatformDouble()
+    bot = build(
+        Settings.from_environ({}),
+        policy=console_policy(),
+        clock=clock,
+        senders={"console": platform},
+        database=db,
+    )
+    await bot.handle(TIP)
+    await bot.handle(Command(actor="console:ana", channel="console:#review", text="!claim T-1"))
+    await bot.handle(
+        Command(actor="console:ana", channel="console:#review", text="!ask T-1 Which depot?")
+    )
+    await bot.drain()
+    # The card hadn't left yet when it changed twice: it leaves once, in its latest state.
+    cards = [r for r in platform.posts("console:#review") if r.key.startswith("card:")]
+    assert len(cards) == 1
+    assert not [r for r in platform.received if r.op.startswith("edit")]
+
+    await bot.handle(
+        Command(
+            actor="console:olly", channel="console:olly", text="!reply T-1 North depot", is_dm=True
+        )
+    )
+    await bot.drain()
+    edits = [
+        r for r in platform.received if r.op.startswith("edit") and r.target == "console:#review"
+    ]
+    assert len(edits) == 1 and edits[0].op == "edit ref-" + str(
+        platform.received.index(cards[0]) + 1
+    )
+
+
+async def test_each_channel_keeps_the_platforms_pace(db) -> None:
+    platform = PlatformDouble(interval=0.05)
+    bot = build(
+        Settings.from_environ({}),
+        policy=console_policy(),
+        clock=ManualClock(START),
+        senders={"console": platform},
+        database=db,
+    )
+    for n in range(5):
+        await _post(bot, "console:#review", f"m{n}")
+        await _post(bot, "console:#other", f"o{n}")
+    await bot.drain()
+    for target in ("console:#review", "console:#other"):
+        times = [r.at for r in platform.posts(target)]
+        assert len(times) == 5
+        assert all(b - a >= 0.045 for a, b in itertools.pairwise(times))
+
+
+async def _post(bot, target: str, text: str) -> None:
+    async with bot.core.transaction() as conn:
+        await outbox_repo.enqueue_post(
+            conn, target=target, message=Message(text=text), now=bot.core.clock.now()
+        )
+
+
+async def _rows(bot) -> list[outbox_repo.OutboxRow]:
+    from sqlalchemy import select
+
+    from storage.tables import outbox
+
+    async with bot.db.read() as conn:
+        ids = [r.id for r in await conn.execute(select(outbox.c.id).order_by(outbox.c.id))]
+        rows = []
+        for row_id in ids:
+            result = await conn.execute(select(outbox).where(outbox.c.id == row_id))
+            rows.append(outbox_repo._row(result.one()))
+        return rows
+
+
+def _outgoing(row: outbox_repo.OutboxRow):
+    from bot.delivery import Outgoing
+
+    return Outgoing(
+        target=row.target,
+        message=row.message,
+        key=row.key,
+        ephemeral_to=row.ephemeral_to,
+        message_key=row.message_key,
+    )
