@@ -1,0 +1,102 @@
+"""The `fusionbot` command as an operator or a script uses it."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.policies import CONSOLE_POLICY
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = """\
+@olly #tips !tip Man photographing the substation fence | category: photo | location: 5th & Main
+@ana #review !claim T-1
+@ana #review !ask T-1 What was he carrying?
+@olly @bot !reply T-1 A tripod
+this line is not in the console format
+@ana #review !approve T-1
+"""
+
+
+def fusionbot(
+    *args: str, stdin: str = "", env: dict[str, str] | None = None, cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        timeout=120,
+        check=False,
+    )
+
+
+def setup_center(tmp_path: Path) -> dict[str, str]:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(CONSOLE_POLICY)
+    return {
+        "FUSIONBOT_POLICY": str(policy),
+        "FUSIONBOT_DATA_DIR": str(tmp_path / "data"),
+        "FUSIONBOT_DATABASE_URL": "",
+    }
+
+
+def test_console_reads_script_prints_what_the_bot_posts_and_exits_zero(tmp_path: Path) -> None:
+    env = setup_center(tmp_path)
+    result = fusionbot("console", stdin=SCRIPT, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    starts = [line.split(" ", 1)[0] for line in lines if not line.startswith("    ")]
+    assert set(starts) <= {"#review", "#review-night", "@olly", "@ana"}
+    assert lines[0].startswith("#review T-1 · NEW")
+    assert "#review (edited) T-1 · APPROVED · routine · PHOTO" in result.stdout
+    assert "@olly Received T-1" in result.stdout
+    assert "line 5: expected: @<name> #<channel> <text>" in result.stderr
+    # The database survives the session: a second run sees the tip.
+    again = fusionbot("console", stdin="@olly @bot !status\n", env=env, cwd=tmp_path)
+    assert "T-1 · APPROVED" in again.stdout
+
+
+def test_audit_verify_passes_then_detects_tampering(tmp_path: Path) -> None:
+    env = setup_center(tmp_path)
+    fusionbot("console", stdin=SCRIPT, env=env, cwd=tmp_path)
+    ok = fusionbot("audit", "verify", env=env, cwd=tmp_path)
+    assert ok.returncode == 0 and "audit log intact: 5 rows verified" in ok.stdout
+
+    with sqlite3.connect(tmp_path / "data" / "fusionbot.db") as conn:
+        conn.execute("UPDATE audit_log SET actor = 'console:mallory' WHERE id = 2")
+    broken = fusionbot("audit", "verify", env=env, cwd=tmp_path)
+    assert broken.returncode == 1
+    assert "row 2 was edited" in broken.stderr
+
+
+def test_policy_check(tmp_path: Path) -> None:
+    good = fusionbot("policy", "check", str(ROOT / "policy.example.toml"), cwd=tmp_path)
+    assert good.returncode == 0 and "OK — Metro Fusion Center" in good.stdout
+    bad_file = tmp_path / "bad.toml"
+    bad_file.write_text(CONSOLE_POLICY.replace('sector = "local"', 'sector = "galactic"'))
+    bad = fusionbot("policy", "check", str(bad_file), cwd=tmp_path)
+    assert bad.returncode == 1
+    assert f"{bad_file}:" in bad.stderr and "[[partners]] #1 (id 'metro-pd') sector" in bad.stderr
+
+
+def test_a_broken_policy_stops_the_bot_before_it_starts(tmp_path: Path) -> None:
+    env = setup_center(tmp_path)
+    Path(env["FUSIONBOT_POLICY"]).write_text("[center]\n")
+    result = fusionbot("console", stdin="", env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "[center] name: required setting is missing" in result.stderr
+
+
+def test_db_upgrade_creates_the_schema(tmp_path: Path) -> None:
+    env = setup_center(tmp_path)
+    result = fusionbot("db", "upgrade", env=env, cwd=tmp_path)
+    assert result.returncode == 0 and "database is up to date" in result.stdout
+    with sqlite3.connect(tmp_path / "data" / "fusionbot.db") as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"tips", "outbox", "audit_log", "alembic_version"} <= tables
