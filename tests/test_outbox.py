@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
-from bot.app import build
+from bot.app import FusionBot, build
 from bot.clock import ManualClock
 from bot.delivery import PermanentFailure, RateLimited, TemporaryFailure
 from bot.messages import Message
@@ -25,14 +25,19 @@ TIP = Command(
 )
 
 
-def new_bot(url: str, platform: PlatformDouble, clock: ManualClock):
+def bot_on(database: Database, platform: PlatformDouble, clock: ManualClock) -> FusionBot:
     return build(
         Settings.from_environ({}),
         policy=console_policy(),
         clock=clock,
         senders={"console": platform},
-        database=Database(url),
+        database=database,
     )
+
+
+def new_bot(url: str, platform: PlatformDouble, clock: ManualClock) -> FusionBot:
+    """A new process on the same database."""
+    return bot_on(Database(url), platform, clock)
 
 
 async def test_crash_between_commit_and_delivery_delivers_exactly_once(db, database_url) -> None:
@@ -79,13 +84,7 @@ async def test_crash_during_send_is_not_sent_twice(db, database_url) -> None:
 async def test_temporary_failures_are_retried_with_backoff(db) -> None:
     clock = ManualClock(START)
     platform = PlatformDouble()
-    bot = build(
-        Settings.from_environ({}),
-        policy=console_policy(),
-        clock=clock,
-        senders={"console": platform},
-        database=db,
-    )
+    bot = bot_on(db, platform, clock)
     platform.fail_next(TemporaryFailure("timeout"), TemporaryFailure("502"))
     await _post(bot, "console:#review", "hello")
     await bot.drain()
@@ -103,13 +102,7 @@ async def test_temporary_failures_are_retried_with_backoff(db) -> None:
 async def test_rate_limit_waits_for_retry_after_without_using_up_attempts(db) -> None:
     clock = ManualClock(START)
     platform = PlatformDouble()
-    bot = build(
-        Settings.from_environ({}),
-        policy=console_policy(),
-        clock=clock,
-        senders={"console": platform},
-        database=db,
-    )
+    bot = bot_on(db, platform, clock)
     platform.fail_next(*(RateLimited(30.0) for _ in range(20)))
     await _post(bot, "console:#review", "one")
     await _post(bot, "console:#review", "two")
@@ -126,13 +119,7 @@ async def test_rate_limit_waits_for_retry_after_without_using_up_attempts(db) ->
 async def test_permanent_failure_is_recorded_and_audited(db) -> None:
     clock = ManualClock(START)
     platform = PlatformDouble()
-    bot = build(
-        Settings.from_environ({}),
-        policy=console_policy(),
-        clock=clock,
-        senders={"console": platform},
-        database=db,
-    )
+    bot = bot_on(db, platform, clock)
     platform.fail_next(PermanentFailure("channel_not_found"))
     await _post(bot, "console:#gone", "hello")
     await bot.drain()
@@ -147,13 +134,7 @@ async def test_permanent_failure_is_recorded_and_audited(db) -> None:
 async def test_edits_waiting_together_collapse_into_the_latest(db) -> None:
     clock = ManualClock(START)
     platform = PlatformDouble()
-    bot = build(
-        Settings.from_environ({}),
-        policy=console_policy(),
-        clock=clock,
-        senders={"console": platform},
-        database=db,
-    )
+    bot = bot_on(db, platform, clock)
     await bot.handle(TIP)
     await bot.handle(Command(actor="console:ana", channel="console:#review", text="!claim T-1"))
     await bot.handle(
@@ -181,13 +162,7 @@ async def test_edits_waiting_together_collapse_into_the_latest(db) -> None:
 
 async def test_each_channel_keeps_the_platforms_pace(db) -> None:
     platform = PlatformDouble(interval=0.05)
-    bot = build(
-        Settings.from_environ({}),
-        policy=console_policy(),
-        clock=ManualClock(START),
-        senders={"console": platform},
-        database=db,
-    )
+    bot = bot_on(db, platform, ManualClock(START))
     for n in range(5):
         await _post(bot, "console:#review", f"m{n}")
         await _post(bot, "console:#other", f"o{n}")
