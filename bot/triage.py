@@ -45,6 +45,9 @@ async def load_tip(conn: AsyncConnection, tip_id: int, *, for_update: bool = Fal
 
 async def triage(core: Core, to: ReplyTo, command: Triage) -> Tip:
     """Apply one transition. Raises UserError (nothing written) when it isn't allowed."""
+    if command.verb is Verb.APPROVE:
+        # Approving releases an alert, in the same transaction: bot.alert_release does both.
+        raise ValueError("approve a tip through bot.alert_release.release")
     now = core.clock.now()
     actor = actor_for(core, to.actor)
     async with core.transaction() as conn:
@@ -84,17 +87,17 @@ async def triage(core: Core, to: ReplyTo, command: Triage) -> Tip:
                 )
         elif command.verb is Verb.REJECT:
             tip.reason = _required(command.text, f"!reject {tip.ref} <reason>")
-            _decide(tip, actor, now)
+            decide(tip, actor, now)
             details["reason"] = tip.reason
             confirmation = f"{tip.ref} rejected."
             await _tell_officer(
                 conn, tip, f"Your tip {tip.ref} was closed without action: {tip.reason}", now
             )
-        elif command.verb is Verb.DUPLICATE:
+        else:  # duplicate
             original = await _original(conn, tip, command.other_id)
             tip.duplicate_of = original.id
             tip.reason = f"duplicate of {original.ref}"
-            _decide(tip, actor, now)
+            decide(tip, actor, now)
             details["duplicate_of"] = original.ref
             confirmation = f"{tip.ref} marked as a duplicate of {original.ref}."
             await _tell_officer(
@@ -103,25 +106,33 @@ async def triage(core: Core, to: ReplyTo, command: Triage) -> Tip:
                 f"Your tip {tip.ref} was merged into {original.ref}, which covers the same activity.",
                 now,
             )
-        else:  # approve
-            if command.text:
-                tip.reason = command.text
-            _decide(tip, actor, now)
-            confirmation = f"{tip.ref} approved."
-            await _tell_officer(conn, tip, f"Your tip {tip.ref} was approved by the analysts.", now)
 
-        await tips_repo.save_tip(conn, tip, now=now)
-        await append_audit(
-            conn,
-            at=now,
-            actor=actor.address,
-            action=f"tip.{_action_name(command.verb)}",
-            subject=tip.ref,
-            details=details,
-        )
-        await refresh_card(core, conn, tip)
+        await record_transition(core, conn, tip, actor, command.verb, details, now=now)
         await reply(conn, to, confirmation, now=now)
     return tip
+
+
+async def record_transition(
+    core: Core,
+    conn: AsyncConnection,
+    tip: Tip,
+    actor: Actor,
+    verb: Verb,
+    details: dict[str, object],
+    *,
+    now: datetime,
+) -> None:
+    """Save a tip whose state changed, audit the change and edit its card in place."""
+    await tips_repo.save_tip(conn, tip, now=now)
+    await append_audit(
+        conn,
+        at=now,
+        actor=actor.address,
+        action=f"tip.{_action_name(verb)}",
+        subject=tip.ref,
+        details=details,
+    )
+    await refresh_card(core, conn, tip)
 
 
 def _required(text: str | None, usage: str) -> str:
@@ -130,7 +141,7 @@ def _required(text: str | None, usage: str) -> str:
     return text.strip()
 
 
-def _decide(tip: Tip, actor: Actor, now: datetime) -> None:
+def decide(tip: Tip, actor: Actor, now: datetime) -> None:
     tip.decided_by = actor.address
     tip.decided_at = now
 

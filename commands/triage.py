@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from bot.alert_release import preview, release
 from bot.errors import UserError
 from bot.lifecycle import Verb
 from bot.tips import parse_tip_ref
 from bot.triage import Triage, triage
+from commands.approve_parser import USAGE, format_approve, parse_approve
 from commands.context import Context
 from commands.registry import Role, command
 from commands.text import first_word
@@ -81,9 +83,22 @@ async def dup(ctx: Context, args: str) -> None:
 @command(
     "approve",
     role=Role.ANALYST,
-    usage="T-1 [note]",
-    summary="Approve a tip you hold (someone other than the officer who filed it).",
+    usage=USAGE,
+    summary="Approve a tip you hold and release it as an alert. Without confirm it shows "
+    "who will see it (each partner reached, each left out and why) and changes nothing; "
+    "add confirm to send. TLP:AMBER unless tlp: says otherwise; TLP:RED and sending to "
+    "all partners need a supervisor.",
+    examples=(
+        "approve T-1 tlp:green to:metro-pd",
+        "approve T-1 tlp:amber caveat:LES to:metro-pd title: Substation surveillance confirm",
+    ),
 )
 async def approve(ctx: Context, args: str) -> None:
-    tip_id, note = tip_and_text(ctx, args, "approve")
-    await triage(ctx.core, ctx.reply_to, Triage(tip_id, Verb.APPROVE, text=note or None))
+    core = ctx.core
+    command_name = ctx.spell("approve")
+    request, confirm = parse_approve(args, core.policy, now=core.clock.now(), command=command_name)
+    confirm_command = format_approve(request, command=command_name, confirm=True)
+    if confirm:
+        await release(core, ctx.reply_to, request, confirm_command)
+    else:
+        await preview(core, ctx.reply_to, request, confirm_command)

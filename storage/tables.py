@@ -117,3 +117,29 @@ bot_state = Table(
     Column("key", String(255), primary_key=True),
     Column("value", Text, nullable=False),
 )
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tip_id", Integer, ForeignKey("tips.id"), nullable=False, index=True),
+    Column("title", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("tlp", String(16), nullable=False),
+    Column("caveats", JSON, nullable=False),
+    Column("category", String(16), nullable=False),
+    Column("region", String(64)),
+    # The partner ids named with to:, or null for every cleared, subscribed partner.
+    Column("audience", JSON),
+    Column("timing", String(8), nullable=False),  # now | digest | at
+    Column("send_at", UTCDateTime),
+    Column("state", String(12), nullable=False, index=True),  # draft | released | retracted
+    # The dissemination plan at release (who, who not and why): 28 CFR 23.20(f).
+    Column("plan", JSON),
+    Column("created_by", String(ADDRESS), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("released_by", String(ADDRESS)),
+    Column("released_at", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("version", Integer, nullable=False, default=1),
+)

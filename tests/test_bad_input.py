@@ -93,7 +93,7 @@ async def test_officer_may_not_approve_own_tip_even_as_analyst(db) -> None:
     assert "four-eyes" in out[0]
     assert await state_of(db) == before
     out = await h.say("@sam #review !claim T-1")  # a supervisor takes over and approves
-    out = await h.say("@sam #review !approve T-1")
+    out = await h.say("@sam #review !approve T-1 confirm")
     assert any("APPROVED" in line for line in out)
 
 

@@ -17,7 +17,7 @@ SCRIPT = """\
 @ana #review !ask T-1 What was he carrying?
 @olly @bot !reply T-1 A tripod
 this line is not in the console format
-@ana #review !approve T-1
+@ana #review !approve T-1 to:metro-pd confirm
 """
 
 
@@ -52,7 +52,7 @@ def test_console_reads_script_prints_what_the_bot_posts_and_exits_zero(tmp_path:
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     starts = [line.split(" ", 1)[0] for line in lines if not line.startswith("    ")]
-    assert set(starts) <= {"#review", "#review-night", "@olly", "@ana"}
+    assert set(starts) <= {"#review", "#review-night", "#metro-pd", "@olly", "@ana"}
     assert lines[0].startswith("#review T-1 · NEW")
     assert "#review (edited) T-1 · APPROVED · routine · PHOTO" in result.stdout
     assert "@olly Received T-1" in result.stdout
@@ -66,7 +66,7 @@ def test_audit_verify_passes_then_detects_tampering(tmp_path: Path) -> None:
     env = setup_center(tmp_path)
     fusionbot("console", stdin=SCRIPT, env=env, cwd=tmp_path)
     ok = fusionbot("audit", "verify", env=env, cwd=tmp_path)
-    assert ok.returncode == 0 and "audit log intact: 5 rows verified" in ok.stdout
+    assert ok.returncode == 0 and "audit log intact: 7 rows verified" in ok.stdout
 
     with sqlite3.connect(tmp_path / "data" / "fusionbot.db") as conn:
         conn.execute("UPDATE audit_log SET actor = 'console:mallory' WHERE id = 2")

@@ -52,7 +52,7 @@ async def test_full_triage_loop_edits_card_in_place(db) -> None:
     assert "CLAIMED" in card
     assert any("answered on T-1" in line for line in lines_for(out, "@ana"))
 
-    out = await h.say("@ana #review !approve T-1")
+    out = await h.say("@ana #review !approve T-1 to:metro-pd confirm")
     card = next(line for line in out if line.startswith("#review (edited)"))
     assert "APPROVED" in card and "[Claim" not in card and "[Approve" not in card
     assert any("was approved" in line for line in lines_for(out, "@olly"))

@@ -1,0 +1,190 @@
+"""What people see of an alert: the partners' copy, the analyst's "who will see this"
+preview, and the dissemination log shown by !alert."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from zoneinfo import ZoneInfo
+
+from bot.alerts import Alert
+from bot.cards import local_time
+from bot.categories import CATEGORIES
+from bot.dissemination import Plan, PlannedDelivery
+from bot.messages import Message, MessageField
+from bot.policy import Policy
+from bot.tips import Tip
+from bot.tlp import TLP
+from storage.outbox_repo import FAILED, HELD, SENT, OutboxRow
+
+# Scheduled and digest delivery come with the scheduler; until then a digest partner gets
+# an approved alert at once rather than never.
+DIGEST_NOTE = "digest partner: sent now, digests arrive with the scheduler"
+
+
+def alert_title(tip: Tip, given: str | None) -> str:
+    if given:
+        return given
+    return _short(tip.summary, 120)
+
+
+def alert_body(tip: Tip) -> str:
+    """The tip's facts, without who filed it: partners need the activity, not the source."""
+    lines = [tip.summary]
+    if tip.location:
+        lines.append(f"Location: {tip.location}")
+    if tip.when:
+        lines.append(f"When: {tip.when}")
+    if tip.details:
+        lines.append(tip.details)
+    return "\n".join(lines)
+
+
+def partner_copy(alert: Alert) -> Message:
+    """One delivered copy; the TLP banner and caveats travel with it on every platform."""
+    return Message(
+        header=f"{alert.ref} · {alert.title}",
+        text=alert.body,
+        fields=_facts(alert.category, alert.region),
+        tlp=alert.tlp,
+        caveats=list(alert.caveats),
+        # The "Feedback: !feedback A-n useful|not-useful" footer returns with that command.
+    )
+
+
+def preview_message(
+    policy: Policy,
+    tip: Tip,
+    *,
+    title: str,
+    body: str,
+    tlp: TLP,
+    caveats: Sequence[str],
+    plan: Plan,
+    footer: str,
+) -> Message:
+    fields = _facts(tip.category, tip.region)
+    fields += _plan_fields(policy, plan, reached_label="Will reach")
+    fields.append(MessageField(label="Timing", value="now"))
+    return Message(
+        header=f"Who will see this: alert from {tip.ref} · {title}",
+        text=body,
+        fields=fields,
+        tlp=tlp,
+        caveats=list(caveats),
+        footer=footer,
+    )
+
+
+def alert_log_message(
+    policy: Policy, alert: Alert, posts: Sequence[OutboxRow], tz: ZoneInfo
+) -> Message:
+    """The alert with its markings and where it went: the outbox says what was delivered
+    and when; the plan stored at release says who was left out and why."""
+    fields = [MessageField(label="Source", value=f"T-{alert.tip_id}")]
+    fields += _facts(alert.category, alert.region)
+    fields.append(
+        MessageField(
+            label="Audience",
+            value="every cleared, subscribed partner"
+            if alert.audience is None
+            else "named: " + ", ".join(alert.audience),
+        )
+    )
+    fields.append(MessageField(label="Timing", value=alert.timing))
+    if alert.released_at is not None:
+        fields.append(
+            MessageField(
+                label="Released",
+                value=f"{local_time(alert.released_at, tz)} by {alert.released_by}",
+            )
+        )
+    plan = alert.plan or Plan((), ())
+    planned = {d.target: d for d in plan.deliveries}
+    lines = [_delivery_line(planned.get(row.target), row, tz) for row in posts]
+    posted = {row.target for row in posts}
+    lines += [
+        f"{d.target} ({d.partner_id}) — not queued"
+        for d in plan.deliveries
+        if d.target not in posted
+    ]
+    fields.append(MessageField(label="Delivered", value="\n".join(lines) or "nowhere"))
+    fields += _plan_fields(policy, plan, reached_label=None)
+    return Message(
+        header=f"{alert.ref} · {alert.title} · {alert.state.value.upper()}",
+        text=alert.body,
+        fields=fields,
+        tlp=alert.tlp,
+        caveats=list(alert.caveats),
+    )
+
+
+def _facts(category: str, region: str | None) -> list[MessageField]:
+    known = CATEGORIES.get(category)
+    fields = [
+        MessageField(label="Category", value=f"{known.code} — {known.label}" if known else category)
+    ]
+    if region:
+        fields.append(MessageField(label="Region", value=region))
+    return fields
+
+
+def _plan_fields(policy: Policy, plan: Plan, *, reached_label: str | None) -> list[MessageField]:
+    fields: list[MessageField] = []
+    if reached_label is not None:
+        reach = [_planned_line(policy, d) for d in plan.deliveries]
+        fields.append(MessageField(label=reached_label, value="\n".join(reach) or "no partner"))
+    if plan.shared:
+        fields.append(
+            MessageField(
+                label="Also reaches",
+                value="\n".join(
+                    f"{s.partner_id} through {s.target} (delivered for {s.via})"
+                    for s in plan.shared
+                ),
+            )
+        )
+    if plan.excluded:
+        fields.append(
+            MessageField(
+                label="Not sent to",
+                value="\n".join(f"{e.partner_id} — {e.reason}" for e in plan.excluded),
+            )
+        )
+    if plan.withheld:
+        fields.append(
+            MessageField(
+                label="Withheld channels",
+                value="\n".join(f"{w.target} ({w.partner_id}) — {w.reason}" for w in plan.withheld),
+            )
+        )
+    return fields
+
+
+def _planned_line(policy: Policy, delivery: PlannedDelivery) -> str:
+    partner = policy.partner(delivery.partner_id)
+    name = f"{partner.name} ({partner.id})" if partner else delivery.partner_id
+    how = "direct message" if delivery.kind == "dm" else "channel"
+    if partner is not None and delivery.target in partner.internal_channels:
+        how = "internal channel"
+    line = f"{delivery.target} — {name}, {how}"
+    if delivery.mode == "digest":
+        line += f" ({DIGEST_NOTE})"
+    return line
+
+
+def _delivery_line(delivery: PlannedDelivery | None, row: OutboxRow, tz: ZoneInfo) -> str:
+    who = f" ({delivery.partner_id})" if delivery else ""
+    if row.state == SENT and row.sent_at is not None:
+        state = f"sent {local_time(row.sent_at, tz)}"
+    elif row.state == FAILED:
+        state = f"failed: {row.last_error or 'unknown error'}"
+    elif row.state == HELD:
+        state = f"held: {row.last_error or 'waiting for the platform'}"
+    else:
+        state = f"pending since {local_time(row.created_at, tz)}"
+    return f"{row.target}{who} — {state}"
+
+
+def _short(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,269 @@
+"""Approving a tip releases an alert: first a preview of who will see it, then — on
+confirm — the approval, the alert and its deliveries in one transaction.
+
+Decisions (see also DESIGN.md):
+
+- Default marking is TLP:AMBER with no caveats. A forgotten ``tlp:`` must never make an
+  alert public (CLEAR/GREEN), and fusion-center products normally go to law-enforcement
+  partners on a need-to-know basis, which is what AMBER means; AMBER+STRICT or RED would
+  silently cut most partners off instead.
+- Without ``to:`` the audience is every cleared, subscribed partner — the same set
+  ``to:all`` names, because need-to-know applies either way. So the supervisor rule for
+  "all partners now" covers both spellings; an analyst names the partners instead.
+- Timing ``now`` sends at once to every planned target, including partners whose policy
+  delivery mode is ``digest``: digests (and ``at:``) arrive with the scheduler, and until
+  then an approved alert reaching a digest partner late-but-never is worse than early.
+  ``digest`` and ``at:`` are refused rather than stored undelivered.
+- An alert that would reach nobody is not released: that is nearly always a wrong
+  ``to:``, TLP or caveat, and the preview says who was left out and why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot.alert_messages import alert_body, alert_title, partner_copy, preview_message
+from bot.alerts import Alert, Timing, alert_key
+from bot.core import Core
+from bot.dissemination import AlertSpec, Plan, plan_dissemination
+from bot.errors import UserError
+from bot.lifecycle import Actor, Refused, Verb, next_state
+from bot.messages import Message
+from bot.policy import Policy
+from bot.replies import ReplyTo, direct_message, reply
+from bot.tips import Tip
+from bot.tlp import TLP
+from bot.triage import actor_for, decide, load_tip, record_transition
+from storage import alerts_repo, outbox_repo
+from storage.audit_repo import append_audit
+
+DEFAULT_TLP = TLP.AMBER
+
+NOT_YET_SCHEDULED = (
+    "Scheduled and digest delivery arrive in the next release; use now (or leave the "
+    "timing out) to send the alert as soon as it is confirmed."
+)
+
+
+@dataclass(frozen=True)
+class AlertRequest:
+    """``!approve`` as parsed: the analyst's choices for the alert."""
+
+    tip_id: int
+    tlp: TLP = DEFAULT_TLP
+    caveats: tuple[str, ...] = ()
+    # Partner ids named with to:, or None for every cleared, subscribed partner (to:all).
+    to: tuple[str, ...] | None = None
+    timing: Timing = "now"
+    send_at: datetime | None = None
+    title: str | None = None
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What confirming would do, computed the same way for the preview and the release."""
+
+    tip: Tip
+    request: AlertRequest
+    title: str
+    body: str
+    plan: Plan
+    # Why a supervisor must release it (None when an analyst may).
+    supervisor_reason: str | None
+
+
+def propose(policy: Policy, tip: Tip, request: AlertRequest, actor: Actor) -> Proposal:
+    """Check everything that doesn't need the database. Raises UserError saying why not."""
+    next_state(tip, Verb.APPROVE, actor)  # the lifecycle decides who may approve, and when
+    if request.timing != "now":
+        raise UserError(NOT_YET_SCHEDULED)
+    spec = AlertSpec(
+        tlp=request.tlp,
+        caveats=frozenset(request.caveats),
+        category=tip.category,
+        region=tip.region,
+        to=request.to,
+    )
+    return Proposal(
+        tip=tip,
+        request=request,
+        title=alert_title(tip, request.title),
+        body=alert_body(tip),
+        plan=plan_dissemination(policy, spec),
+        supervisor_reason=supervisor_reason(request),
+    )
+
+
+def supervisor_reason(request: AlertRequest) -> str | None:
+    if request.tlp is TLP.RED:
+        return "Releasing TLP:RED"
+    if request.to is None and request.timing == "now":
+        return "Sending to all partners now"
+    return None
+
+
+async def preview(core: Core, to: ReplyTo, request: AlertRequest, confirm_command: str) -> None:
+    """Show who will see the alert. Changes nothing but the answer to the analyst."""
+    actor = actor_for(core, to.actor)
+    async with core.db.read() as conn:
+        tip = await load_tip(conn, request.tip_id)
+    proposal = propose(core.policy, tip, request, actor)
+    footer = _preview_footer(core.policy, proposal, actor, confirm_command)
+    message = preview_message(
+        core.policy,
+        tip,
+        title=proposal.title,
+        body=proposal.body,
+        tlp=request.tlp,
+        caveats=request.caveats,
+        plan=proposal.plan,
+        footer=footer,
+    )
+    await _answer(core, to, message)
+
+
+async def release(core: Core, to: ReplyTo, request: AlertRequest, confirm_command: str) -> Alert:
+    """Approve the tip and send the alert to exactly the planned targets, all or nothing."""
+    now = core.clock.now()
+    actor = actor_for(core, to.actor)
+    policy = core.policy
+    async with core.transaction() as conn:
+        tip = await load_tip(conn, request.tip_id, for_update=True)
+        # Planned again inside the transaction: the policy or the tip may have changed
+        # since the preview, and only what holds now may be sent.
+        proposal = propose(policy, tip, request, actor)
+        if proposal.supervisor_reason and not actor.is_supervisor:
+            raise Refused(_needs_supervisor(policy, proposal, confirm_command))
+        if not proposal.plan.deliveries:
+            raise UserError(_reaches_nobody(proposal))
+
+        alert = await alerts_repo.insert_alert(
+            conn,
+            tip_id=tip.id,
+            title=proposal.title,
+            body=proposal.body,
+            tlp=request.tlp,
+            caveats=list(request.caveats),
+            category=tip.category,
+            region=tip.region,
+            audience=None if request.to is None else list(request.to),
+            timing=request.timing,
+            send_at=request.send_at,
+            created_by=actor.address,
+            now=now,
+        )
+        await append_audit(
+            conn,
+            at=now,
+            actor=actor.address,
+            action="alert.created",
+            subject=alert.ref,
+            details={
+                "tip": tip.ref,
+                "tlp": request.tlp.value,
+                "caveats": list(request.caveats),
+                "audience": alert.audience,
+                "timing": request.timing,
+            },
+        )
+
+        previous = tip.state
+        tip.state = next_state(tip, Verb.APPROVE, actor)
+        tip.reason = f"released as alert {alert.ref}"
+        decide(tip, actor, now)
+        await record_transition(
+            core,
+            conn,
+            tip,
+            actor,
+            Verb.APPROVE,
+            {"from": previous.value, "to": tip.state.value, "alert": alert.ref},
+            now=now,
+        )
+
+        plan = proposal.plan
+        await alerts_repo.mark_released(conn, alert, by=actor.address, plan=plan, now=now)
+        await append_audit(
+            conn,
+            at=now,
+            actor=actor.address,
+            action="alert.released",
+            subject=alert.ref,
+            # The audit chain makes this record of who was to get it, and who was left out
+            # and why, tamper-evident (28 CFR 23.20(f)).
+            details={
+                "targets": [d.target for d in plan.deliveries],
+                "partners": sorted(plan.partners_reached),
+                "excluded": {e.partner_id: e.reason for e in plan.excluded},
+            },
+        )
+        copy = partner_copy(alert)
+        for delivery in plan.deliveries:
+            await outbox_repo.enqueue_post(
+                conn,
+                target=delivery.target,
+                message=copy,
+                now=now,
+                message_key=alert_key(alert.id),
+                key=f"{alert_key(alert.id)}@{delivery.target}",
+            )
+
+        await direct_message(
+            conn,
+            tip.officer,
+            f"Your tip {tip.ref} was approved and became alert {alert.ref}; it is on its way "
+            "to the partners who need it. Thank you.",
+            now=now,
+        )
+        partners = len(plan.partners_reached)
+        await reply(
+            conn,
+            to,
+            f"{tip.ref} approved and released as {alert.ref} ({request.tlp.label}) to "
+            f"{partners} partner{'s' if partners != 1 else ''} "
+            f"({len(plan.deliveries)} deliveries). Follow it with !alert {alert.ref}.",
+            now=now,
+        )
+    return alert
+
+
+async def _answer(core: Core, to: ReplyTo, message: Message) -> None:
+    async with core.transaction() as conn:
+        await reply(conn, to, message, now=core.clock.now())
+
+
+def _preview_footer(policy: Policy, proposal: Proposal, actor: Actor, confirm_command: str) -> str:
+    if not proposal.plan.deliveries:
+        return "Nothing has been sent. " + _reaches_nobody(proposal)
+    if proposal.supervisor_reason and not actor.is_supervisor:
+        return "Nothing has been sent. " + _needs_supervisor(policy, proposal, confirm_command)
+    return f"Nothing has been sent yet. To send it: {confirm_command}"
+
+
+def _needs_supervisor(policy: Policy, proposal: Proposal, confirm_command: str) -> str:
+    supervisors = ", ".join(policy.roles.supervisors) or "none is named in the policy"
+    text = (
+        f"{proposal.supervisor_reason} needs a supervisor. Ask a supervisor "
+        f"({supervisors}) to send it with: {confirm_command}"
+    )
+    reached = [p.id for p in policy.partners if p.id in proposal.plan.partners_reached]
+    if proposal.request.to is None and proposal.request.tlp is not TLP.RED and reached:
+        text += f" — or name the partners yourself with to:{','.join(reached)}"
+    return text
+
+
+def _reaches_nobody(proposal: Proposal) -> str:
+    named = proposal.request.to
+    # Partners the analyst left out of to: on purpose are no news; the others are.
+    why = "; ".join(
+        f"{e.partner_id}: {e.reason}"
+        for e in proposal.plan.excluded
+        if named is None or e.partner_id in named
+    )
+    return (
+        "This alert would reach no partner, so it can't be sent as it is"
+        + (f" ({why})" if why else " (the policy lists no partners)")
+        + ". Lower the TLP, drop a caveat or name other partners; or reject the tip if it "
+        "should not be shared."
+    )

@@ -1,0 +1,110 @@
+"""Alerts as the core sees them: what an approved tip becomes. Plain data; no I/O."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from bot.dissemination import (
+    Exclusion,
+    Plan,
+    PlannedDelivery,
+    SharedTarget,
+    WithheldTarget,
+)
+from bot.tlp import TLP
+
+Timing = Literal["now", "digest", "at"]
+
+
+class AlertState(StrEnum):
+    DRAFT = "draft"
+    RELEASED = "released"
+    RETRACTED = "retracted"
+
+
+@dataclass
+class Alert:
+    id: int
+    tip_id: int
+    title: str
+    body: str
+    tlp: TLP
+    caveats: list[str]
+    category: str
+    region: str | None
+    # The partner ids named with to:, or None for every cleared, subscribed partner.
+    audience: list[str] | None
+    timing: Timing
+    send_at: datetime | None
+    state: AlertState
+    created_by: str
+    created_at: datetime
+    released_by: str | None = None
+    released_at: datetime | None = None
+    # The dissemination plan as it stood at release: who was to get it, who not and why.
+    plan: Plan | None = None
+    version: int = 1
+
+    @property
+    def ref(self) -> str:
+        return alert_ref(self.id)
+
+
+def alert_ref(alert_id: int) -> str:
+    return f"A-{alert_id}"
+
+
+def alert_key(alert_id: int) -> str:
+    """The outbox message key every copy of an alert shares (edits and retractions find
+    the copies by it; the dissemination log is read from it)."""
+    return f"alert:{alert_id}"
+
+
+_ALERT_REF = re.compile(r"^A-?(\d{1,9})$", re.IGNORECASE)
+
+
+def parse_alert_ref(text: str) -> int | None:
+    """``A-3``, ``a3`` -> 3; anything else -> None."""
+    match = _ALERT_REF.match(text.strip())
+    return int(match.group(1)) if match else None
+
+
+# --- the plan as stored with the alert (JSON) -----------------------------------------
+
+
+def plan_to_json(plan: Plan) -> dict[str, Any]:
+    return {
+        "deliveries": [
+            {"partner_id": d.partner_id, "target": d.target, "kind": d.kind, "mode": d.mode}
+            for d in plan.deliveries
+        ],
+        "excluded": [{"partner_id": e.partner_id, "reason": e.reason} for e in plan.excluded],
+        "shared": [
+            {"partner_id": s.partner_id, "target": s.target, "via": s.via} for s in plan.shared
+        ],
+        "withheld": [
+            {"partner_id": w.partner_id, "target": w.target, "reason": w.reason}
+            for w in plan.withheld
+        ],
+    }
+
+
+def plan_from_json(data: dict[str, Any]) -> Plan:
+    return Plan(
+        deliveries=tuple(
+            PlannedDelivery(d["partner_id"], d["target"], d["kind"], d["mode"])
+            for d in data.get("deliveries", [])
+        ),
+        excluded=tuple(Exclusion(e["partner_id"], e["reason"]) for e in data.get("excluded", [])),
+        shared=tuple(
+            SharedTarget(s["partner_id"], s["target"], s["via"]) for s in data.get("shared", [])
+        ),
+        withheld=tuple(
+            WithheldTarget(w["partner_id"], w["target"], w["reason"])
+            for w in data.get("withheld", [])
+        ),
+    )
