@@ -22,6 +22,8 @@ Timing = Literal["now", "digest", "at"]
 
 class AlertState(StrEnum):
     DRAFT = "draft"
+    # Confirmed with at:, waiting for its time.
+    SCHEDULED = "scheduled"
     RELEASED = "released"
     RETRACTED = "retracted"
 

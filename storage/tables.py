@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     ForeignKey,
     Index,
@@ -12,6 +13,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 from storage.types import UTCDateTime
@@ -48,6 +50,10 @@ tips = Table(
     Column("reason", Text),
     Column("duplicate_of", Integer, ForeignKey("tips.id")),
     Column("purged_at", UTCDateTime),
+    # When the SLA reminder for an untriaged tip was posted (once per tip).
+    Column("sla_reminded_at", UTCDateTime),
+    # Last 28 CFR Part 23 review that validated the record; starts a new retention period.
+    Column("reviewed_at", UTCDateTime),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("version", Integer, nullable=False, default=1),
     # Set by adapters whose platform may redeliver the same request (Slack retries).
@@ -133,7 +139,7 @@ alerts = Table(
     Column("audience", JSON),
     Column("timing", String(8), nullable=False),  # now | digest | at
     Column("send_at", UTCDateTime),
-    Column("state", String(12), nullable=False, index=True),  # draft | released | retracted
+    Column("state", String(12), nullable=False, index=True),  # draft|scheduled|released|retracted
     # The dissemination plan at release (who, who not and why): 28 CFR 23.20(f).
     Column("plan", JSON),
     Column("created_by", String(ADDRESS), nullable=False),
@@ -142,4 +148,34 @@ alerts = Table(
     Column("released_at", UTCDateTime),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("version", Integer, nullable=False, default=1),
+    Column("retracted_by", String(ADDRESS)),
+    Column("retracted_at", UTCDateTime),
+    Column("retracted_reason", Text),
+)
+
+# An alert copy waiting for a partner's next digest (delivery = "digest").
+digest_items = Table(
+    "digest_items",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("alert_id", Integer, ForeignKey("alerts.id"), nullable=False, index=True),
+    Column("partner_id", String(64), nullable=False),
+    Column("target", String(ADDRESS), nullable=False),
+    Column("queued_at", UTCDateTime, nullable=False),
+    # Set when a digest took the item: "<partner>:<period ISO time>".
+    Column("digest_key", String(255), index=True),
+    UniqueConstraint("alert_id", "target", name="uq_digest_items_alert_target"),
+)
+
+alert_feedback = Table(
+    "alert_feedback",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("alert_id", Integer, ForeignKey("alerts.id"), nullable=False, index=True),
+    Column("actor", String(ADDRESS), nullable=False),
+    Column("channel", String(ADDRESS), nullable=False),
+    Column("partner_id", String(64)),
+    Column("useful", Boolean, nullable=False),
+    Column("comment", Text),
+    Column("at", UTCDateTime, nullable=False),
 )
