@@ -4,6 +4,7 @@ preview, and the dissemination log shown by !alert."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from bot.alerts import Alert
@@ -14,11 +15,12 @@ from bot.messages import Message, MessageField
 from bot.policy import Policy
 from bot.tips import Tip
 from bot.tlp import TLP
-from storage.outbox_repo import FAILED, HELD, SENT, OutboxRow
+from storage.alerts_repo import Retraction
+from storage.digests_repo import DigestItem
+from storage.feedback_repo import Feedback
+from storage.outbox_repo import FAILED, HELD, SENT, SUPERSEDED, OutboxRow
 
-# Scheduled and digest delivery come with the scheduler; until then a digest partner gets
-# an approved alert at once rather than never.
-DIGEST_NOTE = "digest partner: sent now, digests arrive with the scheduler"
+DIGEST_NOTE = "in its next digest"
 
 
 def alert_title(tip: Tip, given: str | None) -> str:
@@ -39,15 +41,41 @@ def alert_body(tip: Tip) -> str:
     return "\n".join(lines)
 
 
-def partner_copy(alert: Alert) -> Message:
-    """One delivered copy; the TLP banner and caveats travel with it on every platform."""
+def partner_copy(alert: Alert, *, updated: tuple[datetime, ZoneInfo] | None = None) -> Message:
+    """One delivered copy; the TLP banner and caveats travel with it on every platform.
+
+    ``updated`` (when, in which zone) marks a copy edited in place by !update: a reader
+    who saw the first text must be able to tell that this one replaces it.
+    """
+    footer = feedback_hint(alert.ref)
+    header = f"{alert.ref} · {alert.title}"
+    if updated is not None:
+        when, tz = updated
+        header += " (updated)"
+        footer = f"Updated {local_time(when, tz)}: this text replaces the earlier one. " + footer
     return Message(
-        header=f"{alert.ref} · {alert.title}",
+        header=header,
         text=alert.body,
         fields=_facts(alert.category, alert.region),
         tlp=alert.tlp,
         caveats=list(alert.caveats),
-        # The "Feedback: !feedback A-n useful|not-useful" footer returns with that command.
+        footer=footer,
+    )
+
+
+def feedback_hint(ref: str) -> str:
+    return f"Feedback: !feedback {ref} useful|not-useful [comment]"
+
+
+def retraction_copy(alert: Alert, reason: str, when: datetime, tz: ZoneInfo) -> Message:
+    """What a delivered copy becomes when the alert is retracted: the handling marking
+    stays (the notice is about a marked product, and says so), the content goes."""
+    return Message(
+        header=f"{alert.ref} RETRACTED",
+        text=f"{alert.ref} RETRACTED: {reason.rstrip('.')}. Do not act on it; delete local copies.",
+        tlp=alert.tlp,
+        caveats=list(alert.caveats),
+        footer=f"Retracted {local_time(when, tz)} by the fusion center.",
     )
 
 
@@ -76,7 +104,14 @@ def preview_message(
 
 
 def alert_log_message(
-    policy: Policy, alert: Alert, posts: Sequence[OutboxRow], tz: ZoneInfo
+    policy: Policy,
+    alert: Alert,
+    posts: Sequence[OutboxRow],
+    tz: ZoneInfo,
+    *,
+    feedback: Sequence[Feedback] = (),
+    retraction: Retraction | None = None,
+    digest_items: Sequence[DigestItem] = (),
 ) -> Message:
     """The alert with its markings and where it went: the outbox says what was delivered
     and when; the plan stored at release says who was left out and why."""
@@ -102,13 +137,22 @@ def alert_log_message(
     planned = {d.target: d for d in plan.deliveries}
     lines = [_delivery_line(planned.get(row.target), row, tz) for row in posts]
     posted = {row.target for row in posts}
+    in_digest = {item.target: item for item in digest_items}
     lines += [
-        f"{d.target} ({d.partner_id}) — not queued"
+        f"{d.target} ({d.partner_id}) — {_unposted_state(alert, in_digest.get(d.target), tz)}"
         for d in plan.deliveries
         if d.target not in posted
     ]
     fields.append(MessageField(label="Delivered", value="\n".join(lines) or "nowhere"))
     fields += _plan_fields(policy, plan, reached_label=None)
+    if retraction is not None:
+        fields.append(
+            MessageField(
+                label="Retracted",
+                value=f"{local_time(retraction.at, tz)} by {retraction.by}: {retraction.reason}",
+            )
+        )
+    fields.append(MessageField(label="Feedback", value=_feedback_summary(feedback, tz)))
     return Message(
         header=f"{alert.ref} · {alert.title} · {alert.state.value.upper()}",
         text=alert.body,
@@ -172,6 +216,20 @@ def _planned_line(policy: Policy, delivery: PlannedDelivery) -> str:
     return line
 
 
+def _unposted_state(alert: Alert, item: DigestItem | None, tz: ZoneInfo) -> str:
+    """Where a copy stands that has no message of its own: digest or schedule."""
+    if item is not None:
+        if item.digest_key is None:
+            return "waiting for the partner's next digest"
+        if item.digest_key.startswith("digest:"):
+            period = datetime.fromisoformat(item.digest_key.split(":", 2)[2])
+            return f"in the digest of {local_time(period, tz)}"
+        return "dropped from the digest (partner no longer in the policy)"
+    if alert.send_at is not None and alert.released_at is None:
+        return f"scheduled for {local_time(alert.send_at, tz)}"
+    return "not sent"
+
+
 def _delivery_line(delivery: PlannedDelivery | None, row: OutboxRow, tz: ZoneInfo) -> str:
     who = f" ({delivery.partner_id})" if delivery else ""
     if row.state == SENT and row.sent_at is not None:
@@ -180,9 +238,26 @@ def _delivery_line(delivery: PlannedDelivery | None, row: OutboxRow, tz: ZoneInf
         state = f"failed: {row.last_error or 'unknown error'}"
     elif row.state == HELD:
         state = f"held: {row.last_error or 'waiting for the platform'}"
+    elif row.state == SUPERSEDED:
+        state = f"withdrawn: {row.last_error or 'never sent'}"
     else:
         state = f"pending since {local_time(row.created_at, tz)}"
     return f"{row.target}{who} — {state}"
+
+
+def _feedback_summary(feedback: Sequence[Feedback], tz: ZoneInfo) -> str:
+    """Counts by person's latest answer (someone who changes their mind counts once),
+    then every answer as given."""
+    if not feedback:
+        return "none yet"
+    latest = {f.actor: f.useful for f in feedback}
+    useful = sum(latest.values())
+    lines = [f"{useful} useful, {len(latest) - useful} not useful"]
+    for f in feedback:
+        verdict = "useful" if f.useful else "not useful"
+        line = f"{f.partner_id or 'unknown partner'} ({f.actor}) {verdict}, {local_time(f.at, tz)}"
+        lines.append(line + (f": {f.comment}" if f.comment else ""))
+    return "\n".join(lines)
 
 
 def _short(text: str, limit: int) -> str:

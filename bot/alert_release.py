@@ -10,10 +10,11 @@ Decisions (see also DESIGN.md):
 - Without ``to:`` the audience is every cleared, subscribed partner — the same set
   ``to:all`` names, because need-to-know applies either way. So the supervisor rule for
   "all partners now" covers both spellings; an analyst names the partners instead.
-- Timing ``now`` sends at once to every planned target, including partners whose policy
-  delivery mode is ``digest``: digests (and ``at:``) arrive with the scheduler, and until
-  then an approved alert reaching a digest partner late-but-never is worse than early.
-  ``digest`` and ``at:`` are refused rather than stored undelivered.
+- Timing ``now`` (the default) follows each partner's delivery mode: ``immediate``
+  partners get the alert at once, ``digest`` partners in their next digest. ``digest``
+  puts every channel copy into the partners' digests; ``at:<time>`` keeps the alert
+  scheduled and releases it at that time as ``now`` would, planning the audience again
+  with the policy then in force. TLP:RED direct messages never wait in a digest.
 - An alert that would reach nobody is not released: that is nearly always a wrong
   ``to:``, TLP or caveat, and the preview says who was left out and why.
 """
@@ -23,8 +24,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.alert_messages import alert_body, alert_title, partner_copy, preview_message
-from bot.alerts import Alert, Timing, alert_key
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bot.alert_dispatch import dispatch, goes_to_digest
+from bot.alert_messages import alert_body, alert_title, preview_message
+from bot.alerts import Alert, Timing
+from bot.cards import local_time
 from bot.core import Core
 from bot.dissemination import AlertSpec, Plan, plan_dissemination
 from bot.errors import UserError
@@ -35,15 +40,10 @@ from bot.replies import ReplyTo, direct_message, reply
 from bot.tips import Tip
 from bot.tlp import TLP
 from bot.triage import actor_for, decide, load_tip, record_transition
-from storage import alerts_repo, outbox_repo
+from storage import alert_schedule_repo, alerts_repo
 from storage.audit_repo import append_audit
 
 DEFAULT_TLP = TLP.AMBER
-
-NOT_YET_SCHEDULED = (
-    "Scheduled and digest delivery arrive in the next release; use now (or leave the "
-    "timing out) to send the alert as soon as it is confirmed."
-)
 
 
 @dataclass(frozen=True)
@@ -76,8 +76,6 @@ class Proposal:
 def propose(policy: Policy, tip: Tip, request: AlertRequest, actor: Actor) -> Proposal:
     """Check everything that doesn't need the database. Raises UserError saying why not."""
     next_state(tip, Verb.APPROVE, actor)  # the lifecycle decides who may approve, and when
-    if request.timing != "now":
-        raise UserError(NOT_YET_SCHEDULED)
     spec = AlertSpec(
         tlp=request.tlp,
         caveats=frozenset(request.caveats),
@@ -183,48 +181,43 @@ async def release(core: Core, to: ReplyTo, request: AlertRequest, confirm_comman
         )
 
         plan = proposal.plan
-        await alerts_repo.mark_released(conn, alert, by=actor.address, plan=plan, now=now)
-        await append_audit(
-            conn,
-            at=now,
-            actor=actor.address,
-            action="alert.released",
-            subject=alert.ref,
-            # The audit chain makes this record of who was to get it, and who was left out
-            # and why, tamper-evident (28 CFR 23.20(f)).
-            details={
-                "targets": [d.target for d in plan.deliveries],
-                "partners": sorted(plan.partners_reached),
-                "excluded": {e.partner_id: e.reason for e in plan.excluded},
-            },
-        )
-        copy = partner_copy(alert)
-        for delivery in plan.deliveries:
-            await outbox_repo.enqueue_post(
+        if request.timing == "at":
+            assert request.send_at is not None
+            await alert_schedule_repo.mark_scheduled(conn, alert, plan=plan, now=now)
+            when = local_time(request.send_at, policy.center.tz)
+            await append_audit(
                 conn,
-                target=delivery.target,
-                message=copy,
-                now=now,
-                message_key=alert_key(alert.id),
-                key=f"{alert_key(alert.id)}@{delivery.target}",
+                at=now,
+                actor=actor.address,
+                action="alert.scheduled",
+                subject=alert.ref,
+                details={"send_at": request.send_at.isoformat(), "targets": list(plan.targets)},
             )
-
+            officer_note = f"it is scheduled for {when}"
+            answer = (
+                f"{tip.ref} approved as {alert.ref} ({request.tlp.label}), scheduled for {when}. "
+                f"The audience is planned again at that time. !retract {alert.ref} <reason> "
+                "cancels it."
+            )
+        else:
+            await release_now(conn, alert, plan, by=actor.address, timing=request.timing, now=now)
+            partners = len(plan.partners_reached)
+            now_count, digest_count = _counts(plan, request.timing)
+            officer_note = "it is on its way to the partners who need it"
+            answer = (
+                f"{tip.ref} approved and released as {alert.ref} ({request.tlp.label}) to "
+                f"{partners} partner{'s' if partners != 1 else ''}: {now_count} "
+                f"deliver{'y' if now_count == 1 else 'ies'} now, {digest_count} in digests. "
+                f"Follow it with !alert {alert.ref}."
+            )
         await direct_message(
             conn,
             tip.officer,
-            f"Your tip {tip.ref} was approved and became alert {alert.ref}; it is on its way "
-            "to the partners who need it. Thank you.",
+            f"Your tip {tip.ref} was approved and became alert {alert.ref}; {officer_note}. "
+            "Thank you.",
             now=now,
         )
-        partners = len(plan.partners_reached)
-        await reply(
-            conn,
-            to,
-            f"{tip.ref} approved and released as {alert.ref} ({request.tlp.label}) to "
-            f"{partners} partner{'s' if partners != 1 else ''} "
-            f"({len(plan.deliveries)} deliveries). Follow it with !alert {alert.ref}.",
-            now=now,
-        )
+        await reply(conn, to, answer, now=now)
     return alert
 
 
@@ -267,3 +260,31 @@ def _reaches_nobody(proposal: Proposal) -> str:
         + ". Lower the TLP, drop a caveat or name other partners; or reject the tip if it "
         "should not be shared."
     )
+
+
+async def release_now(
+    conn: AsyncConnection, alert: Alert, plan: Plan, *, by: str, timing: Timing, now: datetime
+) -> None:
+    """Mark the alert released, audit who gets it and why, and queue every copy."""
+    await alerts_repo.mark_released(conn, alert, by=by, plan=plan, now=now)
+    await append_audit(
+        conn,
+        at=now,
+        actor=by,
+        action="alert.released",
+        subject=alert.ref,
+        # The audit chain makes this record of who was to get it, and who was left out
+        # and why, tamper-evident (28 CFR 23.20(f)).
+        details={
+            "targets": list(plan.targets),
+            "partners": sorted(plan.partners_reached),
+            "excluded": {e.partner_id: e.reason for e in plan.excluded},
+            "timing": timing,
+        },
+    )
+    await dispatch(conn, alert, plan, timing=timing, now=now)
+
+
+def _counts(plan: Plan, timing: Timing) -> tuple[int, int]:
+    digested = sum(1 for d in plan.deliveries if goes_to_digest(d, timing))
+    return len(plan.deliveries) - digested, digested

@@ -15,15 +15,27 @@ from dataclasses import dataclass, field
 from bot.clock import Clock, SystemClock
 from bot.core import Core, PolicyHolder
 from bot.delivery import Sender
+from bot.digests import send_digests
 from bot.outbox_worker import OutboxWorker
 from bot.policy import Policy
 from bot.policy_loader import load_policy
+from bot.retention import purge_expired
+from bot.scheduled_alerts import release_due_alerts
+from bot.scheduler import BotScheduler, Job
 from bot.settings import Settings
+from bot.sla import remind_overdue
 from commands.context import Command
 from commands.dispatch import Dispatcher
 from storage.db import Database
 
 log = logging.getLogger(__name__)
+
+DEFAULT_JOBS: dict[str, Job] = {
+    "scheduled_alerts": release_due_alerts,
+    "digests": send_digests,
+    "sla": remind_overdue,
+    "retention": purge_expired,
+}
 
 
 @dataclass
@@ -32,6 +44,7 @@ class FusionBot:
     core: Core
     dispatcher: Dispatcher
     worker: OutboxWorker
+    scheduler: BotScheduler
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
@@ -41,13 +54,22 @@ class FusionBot:
     async def handle(self, command: Command) -> bool:
         return await self.dispatcher.handle(command)
 
-    async def start(self, *, migrate: bool = True, deliver: bool = True) -> None:
+    async def start(
+        self, *, migrate: bool = True, deliver: bool = True, schedule: bool = True
+    ) -> None:
         if migrate:
             await self.db.upgrade()
         if deliver:
             self._tasks.append(asyncio.create_task(self.worker.run(), name="outbox"))
+        if schedule:
+            await self.scheduler.start()
+
+    async def run_due_jobs(self) -> None:
+        """Run every scheduled job once now (tests and the demo move a manual clock)."""
+        await self.scheduler.catch_up()
 
     async def stop(self) -> None:
+        await self.scheduler.stop()
         await self.worker.stop()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
@@ -66,6 +88,7 @@ def build(
     clock: Clock | None = None,
     senders: Mapping[str, Sender] | None = None,
     database: Database | None = None,
+    jobs: Mapping[str, Job] | None = None,
 ) -> FusionBot:
     clock = clock or SystemClock()
     holder = PolicyHolder(policy or load_policy(settings.policy), str(settings.policy))
@@ -73,4 +96,11 @@ def build(
     core = Core(db=db, policies=holder, clock=clock)
     worker = OutboxWorker(db, senders or {}, clock)
     core.wake_outbox = worker.wake
-    return FusionBot(settings=settings, core=core, dispatcher=Dispatcher(core), worker=worker)
+    scheduler = BotScheduler(core, jobs or DEFAULT_JOBS, database_url=db.url)
+    return FusionBot(
+        settings=settings,
+        core=core,
+        dispatcher=Dispatcher(core),
+        worker=worker,
+        scheduler=scheduler,
+    )

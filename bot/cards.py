@@ -81,6 +81,8 @@ def review_card(
     footer_parts = []
     if category.part_b and not tip.state.closed:
         footer_parts.append(PART_B_NOTE)
+    # Once reminded about, a still-untriaged tip stays marked on every later refresh.
+    overdue = overdue or tip.sla_reminded_at is not None
     if overdue and tip.state is TipState.NEW:
         footer_parts.append("Overdue: this tip has waited longer than its SLA.")
     return Message(

@@ -96,7 +96,9 @@ async def run_console(
 
     interactive = stdin.isatty()
     bot = build(settings, senders={"console": ConsoleSender(write)})
-    await bot.start(deliver=interactive)
+    # A script reads in order and must not be overtaken by timed jobs; a person at the
+    # terminal gets digests, scheduled alerts and reminders as they fall due.
+    await bot.start(deliver=interactive, schedule=interactive)
     try:
         adapter = ConsoleAdapter(
             bot.handle,
@@ -132,6 +134,20 @@ def _welcome(policy) -> str:
             "!help shows what each person may do. Ctrl-D quits.",
         ]
     )
+
+
+@app.command()
+def demo() -> None:
+    """Play a scripted tour on a throw-away database and print the transcript."""
+    from bot.demo import play
+
+    _settings()
+
+    def write(text: str) -> None:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
+    asyncio.run(play(write))
 
 
 @db_app.command("upgrade")

@@ -20,9 +20,16 @@ class PolicyHolder:
     def __init__(self, policy: Policy, source: str) -> None:
         self.policy = policy
         self.source = source
+        self._listeners: list[Callable[[Policy], None]] = []
 
     def replace(self, policy: Policy) -> None:
         self.policy = policy
+        for listener in self._listeners:
+            listener(policy)
+
+    def on_change(self, listener: Callable[[Policy], None]) -> None:
+        """Be told of every reload (the scheduler re-declares digest jobs)."""
+        self._listeners.append(listener)
 
 
 @dataclass

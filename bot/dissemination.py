@@ -9,7 +9,7 @@ and why.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from bot.policy import Partner, Policy
@@ -108,6 +108,11 @@ def plan_dissemination(policy: Policy, alert: AlertSpec) -> Plan:
         for target in targets:
             if target in carried_by:
                 shared.append(SharedTarget(partner.id, target, carried_by[target]))
+                # A partner that wants alerts at once isn't made to wait for the digest of
+                # the partner it shares the channel with.
+                index = next(i for i, d in enumerate(deliveries) if d.target == target)
+                if partner.delivery == "immediate" and deliveries[index].mode == "digest":
+                    deliveries[index] = replace(deliveries[index], mode="immediate")
                 continue
             carried_by[target] = partner.id
             deliveries.append(
@@ -187,7 +192,8 @@ def _why_withheld(
     channel: str, partner: Partner, alert: AlertSpec, owners: list[Partner]
 ) -> str | None:
     """A channel another partner also lists is that partner's channel too: its members
-    read whatever is posted there, so every co-owner must be cleared for the alert."""
+    read whatever is posted there, so every co-owner must be cleared for the alert and
+    have the need to know (its subscriptions, and to: when the analyst named partners)."""
     for other in owners:
         if other.id == partner.id:
             continue
@@ -195,7 +201,7 @@ def _why_withheld(
             # AMBER+STRICT stays inside one organisation; a channel two partners list
             # isn't internal to either.
             return f"also a channel of {other.id}, so not internal to {partner.id}"
-        problem = _clearance_problem(other, alert)
+        problem = _refusal(other, alert)
         if problem is not None:
             return f"shared with {other.id} ({problem})"
     return None

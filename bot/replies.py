@@ -34,8 +34,15 @@ async def reply(
 
 
 async def direct_message(
-    conn: AsyncConnection, person: str, message: Message | str, *, now: datetime
+    conn: AsyncConnection,
+    person: str,
+    message: Message | str,
+    *,
+    now: datetime,
+    about: str | None = None,
 ) -> None:
+    """``about`` names what the message quotes (``tip:12``), so that a retention purge can
+    find and redact the stored copy."""
     if isinstance(message, str):
         message = Message(text=message)
-    await enqueue_post(conn, target=person, message=message, now=now)
+    await enqueue_post(conn, target=person, message=message, now=now, message_key=about)

@@ -51,6 +51,10 @@ class Tip:
     reason: str | None = None
     duplicate_of: int | None = None
     purged_at: datetime | None = None
+    # When the SLA reminder for this untriaged tip went out (at most once per tip).
+    sla_reminded_at: datetime | None = None
+    # The last review that validated the record (28 CFR 23): a new retention period starts.
+    reviewed_at: datetime | None = None
     version: int = 1
 
     @property

@@ -71,24 +71,30 @@ async def triage(core: Core, to: ReplyTo, command: Triage) -> Tip:
                 f"{actor.address} asks about your tip {tip.ref} ({_short(tip.summary)}): "
                 f"{question}\nAnswer with: !reply {tip.ref} <your answer>",
                 now=now,
+                about=tip_messages_key(tip.id),
             )
-            details["question"] = question
+            # The audit row can't be purged with the tip: it records that, not what.
+            details["chars"] = len(question)
             confirmation = (
                 f"Asked the officer about {tip.ref}; the card shows the answer when it comes."
             )
         elif command.verb is Verb.REPLY:
             answer = _required(command.text, f"!reply {tip.ref} <your answer>")
             await tips_repo.add_note(conn, TipNote(tip.id, "reply", actor.address, answer, now))
-            details["answer"] = answer
+            details["chars"] = len(answer)
             confirmation = f"Thanks — your answer was added to {tip.ref}."
             if tip.claimed_by and previous is TipState.NEEDS_INFO:
                 await direct_message(
-                    conn, tip.claimed_by, f"The officer answered on {tip.ref}: {answer}", now=now
+                    conn,
+                    tip.claimed_by,
+                    f"The officer answered on {tip.ref}: {answer}",
+                    now=now,
+                    about=tip_messages_key(tip.id),
                 )
         elif command.verb is Verb.REJECT:
             tip.reason = _required(command.text, f"!reject {tip.ref} <reason>")
             decide(tip, actor, now)
-            details["reason"] = tip.reason
+            details["chars"] = len(tip.reason)
             confirmation = f"{tip.ref} rejected."
             await _tell_officer(
                 conn, tip, f"Your tip {tip.ref} was closed without action: {tip.reason}", now
@@ -167,7 +173,12 @@ async def _original(conn: AsyncConnection, tip: Tip, other_id: int | None) -> Ti
 
 
 async def _tell_officer(conn: AsyncConnection, tip: Tip, text: str, now: datetime) -> None:
-    await direct_message(conn, tip.officer, text, now=now)
+    await direct_message(conn, tip.officer, text, now=now, about=tip_messages_key(tip.id))
+
+
+def tip_messages_key(tip_id: int) -> str:
+    """Direct messages that quote a tip (questions, answers, outcomes)."""
+    return f"tip:{tip_id}"
 
 
 def _action_name(verb: Verb) -> str:

@@ -21,7 +21,7 @@ from bot.tlp import TLP
 
 USAGE = (
     "T-1 [tlp:clear|green|amber|amber+strict|red] [caveat:LES]… [to:<partner>,…|all] "
-    "[now] [title: <text>] [confirm]"
+    "[now|digest|at:<time>] [title: <text>] [confirm]"
 )
 TITLE_LIMIT = 200
 TLP_NAMES = ", ".join(t.value.lower() for t in TLP)

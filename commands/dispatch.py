@@ -7,7 +7,7 @@ import logging
 
 from bot.core import Core
 from bot.errors import UserError
-from commands import admin, alert, help, status, tip, triage  # noqa: F401  (they register themselves)
+from commands import admin, alert, help, records, status, tip, triage  # noqa: F401  (they register themselves)
 from commands.context import Command, Context
 from commands.registry import REGISTRY, Registry, Role
 from commands.text import clean, split_invocation

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -10,8 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.alerts import Alert, AlertState, Timing, alert_ref, plan_from_json, plan_to_json
 from bot.dissemination import Plan
+from bot.messages import Message
 from bot.tlp import TLP
-from storage.tables import alerts
+from storage.outbox_repo import HELD, PENDING, SUPERSEDED
+from storage.tables import alerts, outbox
 from storage.tips_repo import ConcurrentChange
 
 
@@ -104,6 +107,98 @@ async def mark_released(
     alert.version += 1
 
 
-async def get_alert(conn: AsyncConnection, alert_id: int) -> Alert | None:
-    row = (await conn.execute(select(alerts).where(alerts.c.id == alert_id))).first()
+async def get_alert(
+    conn: AsyncConnection, alert_id: int, *, for_update: bool = False
+) -> Alert | None:
+    query = select(alerts).where(alerts.c.id == alert_id)
+    if for_update and conn.dialect.name == "postgresql":
+        # Two analysts changing one alert at once: the second waits, then sees the first.
+        query = query.with_for_update()
+    row = (await conn.execute(query)).first()
     return None if row is None else _alert(row)
+
+
+@dataclass(frozen=True)
+class Retraction:
+    by: str
+    at: datetime
+    reason: str
+
+
+async def save_body(conn: AsyncConnection, alert: Alert, body: str, *, now: datetime) -> None:
+    """Replace the text of an alert; the row must be unchanged since loaded."""
+    await _change(conn, alert, body=body, updated_at=now)
+    alert.body = body
+    alert.version += 1
+
+
+async def mark_retracted(
+    conn: AsyncConnection, alert: Alert, *, by: str, reason: str, now: datetime
+) -> None:
+    await _change(
+        conn,
+        alert,
+        state=AlertState.RETRACTED.value,
+        retracted_by=by,
+        retracted_at=now,
+        retracted_reason=reason,
+        updated_at=now,
+    )
+    alert.state = AlertState.RETRACTED
+    alert.version += 1
+
+
+async def get_retraction(conn: AsyncConnection, alert_id: int) -> Retraction | None:
+    row = (
+        await conn.execute(
+            select(alerts.c.retracted_by, alerts.c.retracted_at, alerts.c.retracted_reason).where(
+                alerts.c.id == alert_id
+            )
+        )
+    ).first()
+    if row is None or row.retracted_at is None:
+        return None
+    return Retraction(by=row.retracted_by, at=row.retracted_at, reason=row.retracted_reason or "")
+
+
+async def _change(conn: AsyncConnection, alert: Alert, **values: Any) -> None:
+    result = await conn.execute(
+        update(alerts)
+        .where(alerts.c.id == alert.id, alerts.c.version == alert.version)
+        .values(**values, version=alert.version + 1)
+    )
+    if result.rowcount != 1:
+        raise ConcurrentChange(alert_ref(alert.id))
+
+
+# --- copies that have not left yet ------------------------------------------------------
+# These touch outbox rows, but only an alert's own (message key alert:<id>): what may still
+# leave after an alert changed is a question about the alert.
+
+
+async def rewrite_held_copy(
+    conn: AsyncConnection, message_key: str, target: str, message: Message
+) -> None:
+    """A copy held back (its destination needs a person to fix something) leaves with the
+    alert as it is now, not as it was; so do edits of it waiting behind it."""
+    await conn.execute(
+        update(outbox)
+        .where(
+            outbox.c.message_key == message_key,
+            outbox.c.target == target,
+            outbox.c.op.in_(("post", "edit")),
+            outbox.c.state.in_((PENDING, HELD)),
+        )
+        .values(payload=message.model_dump(mode="json"))
+    )
+
+
+async def cancel_unsent_copies(conn: AsyncConnection, message_key: str) -> int:
+    """Withdraw every copy of an alert that has not left yet: nobody has seen them, so
+    nobody needs to hear about them. Returns how many."""
+    result = await conn.execute(
+        update(outbox)
+        .where(outbox.c.message_key == message_key, outbox.c.state.in_((PENDING, HELD)))
+        .values(state=SUPERSEDED, last_error="alert retracted before it was sent")
+    )
+    return int(result.rowcount or 0)

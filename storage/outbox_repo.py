@@ -277,3 +277,31 @@ async def waiting_by_platform(conn: AsyncConnection) -> dict[str, int]:
         platform = row.target.partition(":")[0]
         counts[platform] = counts.get(platform, 0) + 1
     return counts
+
+
+async def redact(
+    conn: AsyncConnection, message_key: str, replacement: Message, *, withdraw_waiting: bool
+) -> int:
+    """Replace the stored content of a logical message's rows (retention purge).
+
+    With ``withdraw_waiting`` rows not yet sent are withdrawn rather than sent as a stub;
+    without it they are left for the caller to re-queue (a card's purged edit coalesces
+    into them)."""
+    payload = replacement.model_dump(mode="json")
+    changed = 0
+    if withdraw_waiting:
+        withdrawn = await conn.execute(
+            update(outbox)
+            .where(outbox.c.message_key == message_key, outbox.c.state.in_((PENDING, HELD)))
+            .values(state=SUPERSEDED, payload=payload, last_error="withdrawn: content purged")
+        )
+        changed += int(withdrawn.rowcount or 0)
+    kept = await conn.execute(
+        update(outbox)
+        .where(
+            outbox.c.message_key == message_key,
+            outbox.c.state.not_in((PENDING, HELD, SENDING)),
+        )
+        .values(payload=payload)
+    )
+    return changed + int(kept.rowcount or 0)

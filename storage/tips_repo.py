@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.tips import Tip, TipDraft, TipNote, TipState, Urgency
@@ -32,6 +33,8 @@ def _tip(r: Any) -> Tip:
         reason=r.reason,
         duplicate_of=r.duplicate_of,
         purged_at=r.purged_at,
+        sla_reminded_at=r.sla_reminded_at,
+        reviewed_at=r.reviewed_at,
         version=r.version,
     )
 
@@ -157,3 +160,132 @@ async def tips_in_queue(conn: AsyncConnection, *, limit: int = 20) -> list[Tip]:
         select(tips).where(tips.c.state.in_(open_states)).order_by(tips.c.id).limit(limit)
     )
     return [_tip(r) for r in rows]
+
+
+# --- SLA reminders and retention (28 CFR Part 23) -----------------------------------------
+# Each change below is a conditional UPDATE: of two processes running the same job, only one
+# finds the row still matching, so the work happens once.
+
+
+async def untriaged_past(
+    conn: AsyncConnection, cutoffs: Mapping[Urgency, datetime], *, limit: int = 500
+) -> list[Tip]:
+    """New tips, not yet reminded about, filed at or before the cutoff for their urgency."""
+    due = or_(
+        *(
+            and_(tips.c.urgency == urgency.value, tips.c.filed_at <= cutoff)
+            for urgency, cutoff in cutoffs.items()
+        )
+    )
+    rows = await conn.execute(
+        select(tips)
+        .where(
+            tips.c.state == TipState.NEW.value,
+            tips.c.purged_at.is_(None),
+            tips.c.sla_reminded_at.is_(None),
+            due,
+        )
+        .order_by(tips.c.id)
+        .limit(limit)
+    )
+    return [_tip(r) for r in rows]
+
+
+async def mark_sla_reminded(conn: AsyncConnection, tip_id: int, *, now: datetime) -> Tip | None:
+    """Record the reminder; None if the tip was meanwhile triaged, purged or reminded about.
+
+    The version is left alone: an analyst acting on the tip at the same moment must not be
+    told it changed under them, and nothing they save touches this column."""
+    row = (
+        await conn.execute(
+            update(tips)
+            .where(
+                tips.c.id == tip_id,
+                tips.c.state == TipState.NEW.value,
+                tips.c.purged_at.is_(None),
+                tips.c.sla_reminded_at.is_(None),
+            )
+            .values(sla_reminded_at=now)
+            .returning(*tips.c)
+        )
+    ).first()
+    return None if row is None else _tip(row)
+
+
+async def rejected_before(
+    conn: AsyncConnection, cutoff: datetime, *, limit: int = 500
+) -> list[Tip]:
+    """Rejected tips decided at or before ``cutoff`` whose content is still held."""
+    rows = await conn.execute(
+        select(tips)
+        .where(
+            tips.c.state == TipState.REJECTED.value,
+            tips.c.purged_at.is_(None),
+            tips.c.decided_at <= cutoff,
+        )
+        .order_by(tips.c.id)
+        .limit(limit)
+    )
+    return [_tip(r) for r in rows]
+
+
+async def purge_tip(conn: AsyncConnection, tip_id: int, *, now: datetime) -> Tip | None:
+    """Remove a rejected tip's content and its notes, keeping the bare record (id, category,
+    urgency, people, dates). None if it is not a rejected tip still holding content."""
+    row = (
+        await conn.execute(
+            update(tips)
+            .where(
+                tips.c.id == tip_id,
+                tips.c.state == TipState.REJECTED.value,
+                tips.c.purged_at.is_(None),
+            )
+            .values(
+                summary="",
+                location=None,
+                region=None,
+                when_text=None,
+                details=None,
+                reason=None,
+                purged_at=now,
+                updated_at=now,
+                # A writer holding the tip as loaded before must fail, not write content back.
+                version=tips.c.version + 1,
+            )
+            .returning(*tips.c)
+        )
+    ).first()
+    if row is None:
+        return None
+    await conn.execute(delete(tip_notes).where(tip_notes.c.tip_id == tip_id))
+    return _tip(row)
+
+
+def _review_period_start() -> ColumnElement[datetime]:
+    return func.coalesce(tips.c.reviewed_at, tips.c.filed_at)
+
+
+async def due_for_review(conn: AsyncConnection, cutoff: datetime, *, limit: int = 500) -> list[Tip]:
+    """Records still held whose period (last validation, else filing) began at or before
+    ``cutoff``; longest overdue first."""
+    start = _review_period_start()
+    rows = await conn.execute(
+        select(tips)
+        .where(tips.c.purged_at.is_(None), start <= cutoff)
+        .order_by(start, tips.c.id)
+        .limit(limit)
+    )
+    return [_tip(r) for r in rows]
+
+
+async def mark_reviewed(conn: AsyncConnection, tip_id: int, *, now: datetime) -> Tip | None:
+    """Start a new retention period; None if there is no such record or it was purged."""
+    row = (
+        await conn.execute(
+            update(tips)
+            .where(tips.c.id == tip_id, tips.c.purged_at.is_(None))
+            .values(reviewed_at=now)
+            .returning(*tips.c)
+        )
+    ).first()
+    return None if row is None else _tip(row)

@@ -59,8 +59,8 @@ def test_amber_les_reaches_cleared_partners_and_excludes_transit(example: Policy
         PlannedDelivery("metro-pd", "console:#metro-pd", "channel", "immediate"),
         PlannedDelivery("metro-pd", "slack:C0METRO", "channel", "immediate"),
         PlannedDelivery("metro-pd", "console:#metro-pd-internal", "channel", "immediate"),
-        PlannedDelivery("state-police", "console:#state-police", "channel", "immediate"),
-        PlannedDelivery("state-police", "console:#state-police-intel", "channel", "immediate"),
+        PlannedDelivery("state-police", "console:#state-police", "channel", "digest"),
+        PlannedDelivery("state-police", "console:#state-police-intel", "channel", "digest"),
     )
     assert plan.excluded == (Exclusion("transit", "max TLP:GREEN is below TLP:AMBER"),)
     assert plan.partners_reached == {"metro-pd", "state-police"}
@@ -70,7 +70,7 @@ def test_amber_strict_goes_only_to_internal_channels(example: Policy) -> None:
     plan = plan_dissemination(example, alert(TLP.AMBER_STRICT, "LES"))
 
     assert plan.deliveries == (
-        PlannedDelivery("state-police", "console:#state-police-intel", "channel", "immediate"),
+        PlannedDelivery("state-police", "console:#state-police-intel", "channel", "digest"),
     )
     assert reasons(plan) == {
         "metro-pd": "max TLP:AMBER is below TLP:AMBER+STRICT",
@@ -177,7 +177,7 @@ def _policy(*partners: Partner) -> Policy:
     )
 
 
-def test_shared_channel_gets_the_alert_once_and_first_partner_wins() -> None:
+def test_shared_channel_gets_the_alert_once_first_partner_carries_it_soonest_mode_wins() -> None:
     policy = _policy(
         _partner("a", TLP.AMBER, ["console:#joint", "console:#a"], delivery="digest"),
         _partner("b", TLP.AMBER, ["console:#joint"]),
@@ -185,8 +185,9 @@ def test_shared_channel_gets_the_alert_once_and_first_partner_wins() -> None:
 
     plan = plan_dissemination(policy, alert(TLP.GREEN))
 
+    # b wants alerts at once and reads #joint too: #joint doesn't wait for a's digest.
     assert plan.deliveries == (
-        PlannedDelivery("a", "console:#joint", "channel", "digest"),
+        PlannedDelivery("a", "console:#joint", "channel", "immediate"),
         PlannedDelivery("a", "console:#a", "channel", "digest"),
     )
     assert plan.shared == (SharedTarget("b", "console:#joint", via="a"),)
@@ -302,7 +303,7 @@ def permissible(policy: Policy, p: Partner, a: AlertSpec) -> list[str]:
     return [
         c
         for c in [*p.channels, *p.internal_channels]
-        if all(cleared(other, a) for other in listing(policy, c))
+        if all(eligible(other, a) for other in listing(policy, c))
     ]
 
 
@@ -328,10 +329,15 @@ def test_no_plan_breaks_the_rules(tlp: TLP, data: st.DataObject) -> None:
             assert d.kind == "dm" and d.mode == "immediate"
             assert d.target in p.red_recipients and not is_channel(d.target)
         else:
-            assert d.kind == "channel" and d.mode == p.delivery
+            # The partner's own mode, unless a partner sharing the channel wants it now.
+            readers = [by_id[s.partner_id] for s in plan.shared if s.target == d.target]
+            soonest = (
+                "immediate" if any(r.delivery == "immediate" for r in [p, *readers]) else "digest"
+            )
+            assert d.kind == "channel" and d.mode == soonest
             assert d.target in [*p.channels, *p.internal_channels]
             # Whoever else reads this channel is cleared too.
-            assert all(cleared(other, a) for other in listing(policy, d.target))
+            assert all(eligible(other, a) for other in listing(policy, d.target))
         if a.tlp is TLP.AMBER_STRICT:
             # (e) only a channel internal to that partner and to no one else.
             assert d.target in p.internal_channels

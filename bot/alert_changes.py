@@ -1,0 +1,187 @@
+"""Changing an alert after release: !update replaces its text, !retract withdraws it. Either
+way every copy that went out is edited in place, so no partner keeps acting on a version
+the center no longer stands behind.
+
+Decisions (see also DESIGN.md):
+
+- Only the analyst who released the alert, or a supervisor, may change it: they answer
+  for its content. A scheduled alert not yet released belongs to whoever approved it.
+- A copy still waiting in the outbox leaves with the new content (the outbox coalesces the
+  edit into it), so a retracted alert's text never goes out after the retraction. A copy
+  that failed for good never arrived and is left alone.
+- Retracting an alert that nothing has been sent for yet (scheduled) just cancels it: its
+  waiting copies are withdrawn rather than turned into notices about something nobody saw.
+- Digests that listed the alert are edited too (bot.digests re-renders them); copies still
+  waiting for a digest are skipped there once the alert is no longer released.
+- The retraction notice keeps the TLP banner and caveats: it is itself about a marked
+  product, and partners file and purge by marking.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bot.alert_messages import partner_copy, retraction_copy
+from bot.alerts import Alert, AlertState, alert_key, alert_ref
+from bot.core import Core
+from bot.digests import refresh_digests_for
+from bot.errors import UserError
+from bot.lifecycle import Actor, Refused
+from bot.messages import Message
+from bot.replies import ReplyTo, reply
+from bot.triage import actor_for
+from storage import alerts_repo, outbox_repo
+from storage.audit_repo import append_audit
+
+MAX_TEXT = 4000
+
+
+@dataclass(frozen=True)
+class Change:
+    alert: Alert
+    # Places whose copy is being edited in place (or leaves with the new content).
+    copies: tuple[str, ...]
+
+
+async def update_alert(core: Core, to: ReplyTo, alert_id: int, text: str) -> Change:
+    """Replace the alert's text (the title stays) and edit every copy in place."""
+    body = _required(text, f"!update {alert_ref(alert_id)} <the new text>")
+    now = core.clock.now()
+    actor = actor_for(core, to.actor)
+    async with core.transaction() as conn:
+        alert = await _load(conn, alert_id)
+        _check_may_change(alert, actor, "update")
+        if alert.state is AlertState.RETRACTED:
+            raise Refused(
+                f"{alert.ref} was retracted and can't be updated. If there is new information, "
+                "approve a new alert from the tip it came from, or file a new tip."
+            )
+        previous_version = alert.version
+        await alerts_repo.save_body(conn, alert, body, now=now)
+        copy = partner_copy(alert, updated=(now, core.policy.center.tz))
+        copies = await _edit_copies(conn, alert, copy, now=now)
+        await refresh_digests_for(core, conn, alert.id)
+        await append_audit(
+            conn,
+            at=now,
+            actor=actor.address,
+            action="alert.updated",
+            subject=alert.ref,
+            details={
+                "from_version": previous_version,
+                "to_version": alert.version,
+                "body": body,
+                "copies": list(copies),
+            },
+        )
+        if copies or alert.state is AlertState.RELEASED:
+            said = _copies_said(copies)
+        else:
+            said = "Nothing had been sent yet; it goes out with the new text."
+        await reply(conn, to, f"{alert.ref} updated. {said}", now=now)
+    return Change(alert, copies)
+
+
+async def retract_alert(core: Core, to: ReplyTo, alert_id: int, reason: str) -> Change:
+    """Withdraw the alert: every copy that went out becomes a retraction notice."""
+    reason = _required(reason, f"!retract {alert_ref(alert_id)} <reason>")
+    now = core.clock.now()
+    actor = actor_for(core, to.actor)
+    async with core.transaction() as conn:
+        alert = await _load(conn, alert_id)
+        _check_may_change(alert, actor, "retract")
+        if alert.state is AlertState.RETRACTED:
+            retraction = await alerts_repo.get_retraction(conn, alert.id)
+            by = f" by {retraction.by}" if retraction else ""
+            raise Refused(f"{alert.ref} was already retracted{by}; nothing more to do.")
+        was = alert.state
+        await alerts_repo.mark_retracted(conn, alert, by=actor.address, reason=reason, now=now)
+        withdrawn = 0
+        if was is not AlertState.RELEASED:
+            withdrawn = await alerts_repo.cancel_unsent_copies(conn, alert_key(alert.id))
+        notice = retraction_copy(alert, reason, now, core.policy.center.tz)
+        copies = await _edit_copies(conn, alert, notice, now=now)
+        await refresh_digests_for(core, conn, alert.id)
+        await append_audit(
+            conn,
+            at=now,
+            actor=actor.address,
+            action="alert.retracted",
+            subject=alert.ref,
+            details={
+                "reason": reason,
+                "was": was.value,
+                "copies": list(copies),
+                "withdrawn_unsent": withdrawn,
+            },
+        )
+        if was is AlertState.RELEASED or copies:
+            said = _copies_said(copies)
+        else:
+            said = "Nothing had been sent yet, so it is simply cancelled."
+        await reply(conn, to, f"{alert.ref} retracted. {said}", now=now)
+    return Change(alert, copies)
+
+
+async def _load(conn: AsyncConnection, alert_id: int) -> Alert:
+    alert = await alerts_repo.get_alert(conn, alert_id, for_update=True)
+    if alert is None or alert.state is AlertState.DRAFT:
+        # A draft exists only inside the transaction that releases it.
+        raise UserError(
+            f"There is no {alert_ref(alert_id)}. Alert ids are in the release answer "
+            "and on every copy."
+        )
+    return alert
+
+
+def _check_may_change(alert: Alert, actor: Actor, verb: str) -> None:
+    owner = alert.released_by or alert.created_by
+    if actor.is_supervisor or actor.address == owner:
+        return
+    raise Refused(
+        f"Only {owner}, who released {alert.ref}, or a supervisor may {verb} it. "
+        f"Ask them, or a supervisor, to {verb} it."
+    )
+
+
+async def _edit_copies(
+    conn: AsyncConnection, alert: Alert, message: Message, *, now: datetime
+) -> tuple[str, ...]:
+    """Edit every copy of the alert that went out or may still go out."""
+    key = alert_key(alert.id)
+    edited: list[str] = []
+    for target in await outbox_repo.message_targets(conn, key):
+        status = await outbox_repo.post_status(conn, key, target)
+        if status is None or status[0] in (outbox_repo.FAILED, outbox_repo.SUPERSEDED):
+            continue  # never arrived, never will: nothing there to change
+        if status[0] == outbox_repo.HELD:
+            # An edit queued behind a held post would wait for it forever; the held post
+            # itself must carry the new content when it is let go.
+            await alerts_repo.rewrite_held_copy(conn, key, target, message)
+        else:
+            await outbox_repo.enqueue_edit(
+                conn, target=target, message_key=key, message=message, now=now
+            )
+        edited.append(target)
+    return tuple(edited)
+
+
+def _copies_said(copies: tuple[str, ...]) -> str:
+    if not copies:
+        return "No copy had gone out, so there is nothing to edit."
+    n = len(copies)
+    return f"{n} cop{'ies' if n != 1 else 'y'} edited in place ({', '.join(copies)})."
+
+
+def _required(text: str, usage: str) -> str:
+    text = text.strip()
+    if not text:
+        raise UserError(f"Please add the text. Usage: {usage}")
+    if len(text) > MAX_TEXT:
+        raise UserError(
+            f"That is {len(text):,} characters; keep it under {MAX_TEXT:,}. Usage: {usage}"
+        )
+    return text

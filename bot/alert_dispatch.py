@@ -1,0 +1,50 @@
+"""Turning a released alert's plan into deliveries: now through the outbox, or into the
+partners' digests. Used at release and when a scheduled alert's time comes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bot.alert_messages import partner_copy
+from bot.alerts import Alert, Timing, alert_key
+from bot.dissemination import Plan, PlannedDelivery
+from storage import digests_repo, outbox_repo
+
+
+def goes_to_digest(delivery: PlannedDelivery, timing: Timing) -> bool:
+    """``digest`` puts every channel copy in a digest; otherwise the partner's own delivery
+    mode decides. A direct message (TLP:RED) never waits in a digest."""
+    if delivery.kind == "dm":
+        return False
+    return timing == "digest" or delivery.mode == "digest"
+
+
+async def dispatch(
+    conn: AsyncConnection, alert: Alert, plan: Plan, *, timing: Timing, now: datetime
+) -> tuple[int, int]:
+    """Queue every planned copy; returns (sent now, waiting for a digest)."""
+    copy = partner_copy(alert)
+    immediate = digested = 0
+    for delivery in plan.deliveries:
+        if goes_to_digest(delivery, timing):
+            await digests_repo.queue_item(
+                conn,
+                alert_id=alert.id,
+                partner_id=delivery.partner_id,
+                target=delivery.target,
+                now=now,
+            )
+            digested += 1
+        else:
+            await outbox_repo.enqueue_post(
+                conn,
+                target=delivery.target,
+                message=copy,
+                now=now,
+                message_key=alert_key(alert.id),
+                key=f"{alert_key(alert.id)}@{delivery.target}",
+            )
+            immediate += 1
+    return immediate, digested

@@ -1,0 +1,197 @@
+"""Digests: one message per partner channel and digest period, listing the alerts queued
+for it with their markings. Nothing is sent for an empty period. Sending is idempotent:
+the period is part of the outbox key, and items are taken by the digest that sends them."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bot.alerts import Alert, AlertState
+from bot.cards import local_time
+from bot.core import Core
+from bot.dissemination import AlertSpec, plan_dissemination
+from bot.messages import Message
+from bot.policy import Partner, Policy
+from bot.tlp import TLP
+from storage import alert_schedule_repo, digests_repo, outbox_repo
+from storage.audit_repo import append_audit
+
+log = logging.getLogger(__name__)
+
+SCHEDULER_ACTOR = "system:scheduler"
+# A cron that fires every minute, left unsent for months, is still walked in bounded time.
+_MAX_STEPS = 200_000
+
+
+def latest_fire(cron: str, tz: ZoneInfo, *, since: datetime, now: datetime) -> datetime | None:
+    """The last time the digest schedule fired in (since, now], or None if it hasn't."""
+    trigger = CronTrigger.from_crontab(cron, timezone=tz)
+    fire = trigger.get_next_fire_time(None, since)
+    if fire is None or fire > now:
+        return None
+    for _ in range(_MAX_STEPS):
+        following = trigger.get_next_fire_time(fire, fire + timedelta(microseconds=1))
+        if following is None or following > now:
+            break
+        fire = following
+    return fire
+
+
+def digest_key(partner_id: str, period: datetime) -> str:
+    return f"digest:{partner_id}:{period.isoformat()}"
+
+
+def period_of(key: str) -> datetime:
+    return datetime.fromisoformat(key.split(":", 2)[2])
+
+
+async def send_digests(core: Core) -> int:
+    """Send every digest whose period has come; returns how many digest messages."""
+    policy = core.policy
+    now = core.clock.now()
+    sent = 0
+    async with core.transaction() as conn:
+        items = await digests_repo.waiting(conn, lock=True)
+        alerts = await alert_schedule_repo.get_alerts(conn, sorted({i.alert_id for i in items}))
+        by_partner: dict[str, list[digests_repo.DigestItem]] = defaultdict(list)
+        for item in items:
+            by_partner[item.partner_id].append(item)
+        for partner_id, group in by_partner.items():
+            partner = policy.partner(partner_id)
+            if partner is None:
+                await _drop(conn, group, f"partner {partner_id} is no longer in the policy", now)
+                continue
+            oldest = min(i.queued_at for i in group)
+            period = latest_fire(partner.digest, policy.center.tz, since=oldest, now=now)
+            if period is None:
+                continue
+            ready = [i for i in group if i.queued_at <= period]
+            sent += await _send_one(conn, policy, partner, period, ready, alerts, now)
+    return sent
+
+
+async def _send_one(
+    conn: AsyncConnection,
+    policy: Policy,
+    partner: Partner,
+    period: datetime,
+    ready: list[digests_repo.DigestItem],
+    alerts: dict[int, Alert],
+    now: datetime,
+) -> int:
+    key = digest_key(partner.id, period)
+    await digests_repo.take(conn, [i.id for i in ready], key)
+    by_target: dict[str, list[Alert]] = defaultdict(list)
+    withheld: list[str] = []
+    for item in ready:
+        alert = alerts[item.alert_id]
+        if alert.state is not AlertState.RELEASED:
+            continue  # retracted before its digest: it never goes out
+        if not _still_cleared(policy, alert, item.target):
+            withheld.append(f"{alert.ref}@{item.target}")
+            continue
+        by_target[item.target].append(alert)
+    for target, listed in by_target.items():
+        await outbox_repo.enqueue_post(
+            conn,
+            target=target,
+            message=render_digest(partner, period, listed, policy.center.tz),
+            now=now,
+            message_key=key,
+            key=f"{key}@{target}",
+        )
+    await append_audit(
+        conn,
+        at=now,
+        actor=SCHEDULER_ACTOR,
+        action="digest.sent",
+        subject=key,
+        details={
+            "partner": partner.id,
+            "targets": {t: [a.ref for a in listed] for t, listed in by_target.items()},
+            "withheld": withheld,
+        },
+    )
+    return len(by_target)
+
+
+def _still_cleared(policy: Policy, alert: Alert, target: str) -> bool:
+    """The policy may have changed since release: only what it allows now goes out."""
+    spec = AlertSpec(
+        tlp=alert.tlp,
+        caveats=frozenset(alert.caveats),
+        category=alert.category,
+        region=alert.region,
+        to=None if alert.audience is None else tuple(alert.audience),
+    )
+    return target in plan_dissemination(policy, spec).targets
+
+
+async def _drop(
+    conn: AsyncConnection, items: list[digests_repo.DigestItem], reason: str, now: datetime
+) -> None:
+    await digests_repo.take(conn, [i.id for i in items], "dropped")
+    await append_audit(
+        conn,
+        at=now,
+        actor=SCHEDULER_ACTOR,
+        action="digest.dropped",
+        subject="digest",
+        details={"items": [f"A-{i.alert_id}@{i.target}" for i in items], "reason": reason},
+    )
+
+
+def render_digest(partner: Partner, period: datetime, listed: list[Alert], tz: ZoneInfo) -> Message:
+    """The digest carries the highest marking of what it lists, and each alert its own."""
+    top = max((a.tlp for a in listed), key=lambda t: t.rank, default=TLP.CLEAR)
+    caveats = sorted({c for a in listed for c in a.caveats})
+    entries = []
+    for alert in listed:
+        marking = " // ".join([alert.tlp.label, *alert.caveats])
+        if alert.state is AlertState.RETRACTED:
+            entries.append(f"{alert.ref} · {marking} · RETRACTED — do not act on it.")
+        else:
+            body = " ".join(alert.body.split())
+            body = body if len(body) <= 300 else body[:299] + "…"
+            entries.append(f"{alert.ref} · {marking} · {alert.title}\n{body}")
+    return Message(
+        header=f"Digest for {partner.name} · {local_time(period, tz)} · {len(listed)} alert(s)",
+        text="\n\n".join(entries),
+        tlp=top,
+        caveats=caveats,
+        footer="Feedback on any alert: !feedback A-n useful|not-useful [comment]",
+    )
+
+
+async def refresh_digests_for(core: Core, conn: AsyncConnection, alert_id: int) -> None:
+    """After an alert changed (updated, retracted), edit every digest that listed it."""
+    policy = core.policy
+    taken = [
+        i
+        for i in await digests_repo.items_for_alert(conn, alert_id)
+        if i.digest_key and i.digest_key.startswith("digest:")
+    ]
+    for key, target in {(i.digest_key, i.target) for i in taken if i.digest_key}:
+        in_digest = [i for i in await digests_repo.items_in_digest(conn, key) if i.target == target]
+        alerts = await alert_schedule_repo.get_alerts(conn, [i.alert_id for i in in_digest])
+        partner = policy.partner(in_digest[0].partner_id)
+        if partner is None or not await outbox_repo.message_targets(conn, key):
+            continue
+        listed = [
+            alerts[i.alert_id]
+            for i in in_digest
+            if alerts[i.alert_id].state is not AlertState.SCHEDULED
+        ]
+        await outbox_repo.enqueue_edit(
+            conn,
+            target=target,
+            message_key=key,
+            message=render_digest(partner, period_of(key), listed, policy.center.tz),
+            now=core.clock.now(),
+        )

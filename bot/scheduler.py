@@ -1,0 +1,124 @@
+"""APScheduler 3 with a persistent job store, in the center's time zone.
+
+Jobs only enqueue work, and every job is idempotent and catches up by itself (it works
+from what the database says is due, not from when it was called). So a misfire, a
+restart, a late run or a second scheduler can't lose or double anything: at worst a job
+runs once more and finds nothing to do. On start every job runs once, which is how work
+that fell due while the bot was down is caught up (once, not skipped).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.engine import make_url
+
+from bot.core import Core
+
+log = logging.getLogger(__name__)
+
+Job = Callable[[Core], Awaitable[int]]
+
+# Jobs in a persistent store are kept by reference to an importable function with plain
+# arguments; the function finds the running scheduler here by name.
+_RUNNING: dict[str, BotScheduler] = {}
+
+RETENTION_CRON = "30 3 * * *"  # nightly, at a quiet hour in the center's time zone
+SWEEP_SECONDS = 15  # scheduled alerts and SLA reminders: at most this late
+
+
+async def fire(scheduler_name: str, job: str) -> None:
+    scheduler = _RUNNING.get(scheduler_name)
+    if scheduler is not None:
+        await scheduler.run(job)
+
+
+class BotScheduler:
+    def __init__(
+        self, core: Core, jobs: Mapping[str, Job], *, database_url: str, name: str = "fusionbot"
+    ) -> None:
+        self.core = core
+        self.jobs = dict(jobs)
+        self.name = name
+        self._store_url = job_store_url(database_url)
+        self._scheduler: AsyncIOScheduler | None = None
+
+    async def start(self) -> None:
+        tz = self.core.policy.center.tz
+        self._scheduler = AsyncIOScheduler(
+            jobstores={
+                "default": SQLAlchemyJobStore(url=self._store_url, tablename="scheduler_jobs")
+            },
+            timezone=tz,
+            job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 1},
+        )
+        _RUNNING[self.name] = self
+        self._scheduler.start()
+        self.sync_jobs()
+        self.core.policies.on_change(lambda _policy: self.sync_jobs())
+        await self.catch_up()
+
+    def sync_jobs(self) -> None:
+        """(Re)declare the jobs the policy implies; called at start and on every reload."""
+        scheduler = self._scheduler
+        if scheduler is None:
+            return
+        policy = self.core.policy
+        tz = policy.center.tz
+        wanted: dict[str, tuple[object, str]] = {}
+        if "digests" in self.jobs:
+            for partner in policy.partners:
+                wanted[f"digest:{partner.id}"] = (
+                    CronTrigger.from_crontab(partner.digest, timezone=tz),
+                    "digests",
+                )
+        if "retention" in self.jobs:
+            wanted["retention"] = (
+                CronTrigger.from_crontab(RETENTION_CRON, timezone=tz),
+                "retention",
+            )
+        for job in ("scheduled_alerts", "sla"):
+            if job in self.jobs:
+                wanted[job] = (IntervalTrigger(seconds=SWEEP_SECONDS, timezone=tz), job)
+        for job_id, (trigger, job) in wanted.items():
+            scheduler.add_job(
+                fire, trigger, id=job_id, args=[self.name, job], replace_existing=True
+            )
+        for existing in scheduler.get_jobs():
+            if existing.id not in wanted:
+                existing.remove()
+
+    async def catch_up(self) -> None:
+        for job in self.jobs:
+            await self.run(job)
+
+    async def run(self, job: str) -> int:
+        try:
+            done = await self.jobs[job](self.core)
+        except Exception:
+            log.exception("scheduled job %s failed; it runs again at its next time", job)
+            return 0
+        if done:
+            log.info("scheduled job %s: %d done", job, done)
+        return done
+
+    def job_ids(self) -> list[str]:
+        return sorted(job.id for job in self._scheduler.get_jobs()) if self._scheduler else []
+
+    async def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        _RUNNING.pop(self.name, None)
+
+
+def job_store_url(database_url: str) -> str:
+    """APScheduler 3's job store is synchronous: the same database through a sync driver."""
+    url = make_url(database_url)
+    driver = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg"}[url.get_backend_name()]
+    return url.set(drivername=driver).render_as_string(hide_password=False)

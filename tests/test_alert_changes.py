@@ -1,0 +1,318 @@
+"""!update and !retract reach every delivered copy in place; copies that have not left yet
+never leave with what the alert no longer says."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from bot.clock import ManualClock
+from bot.delivery import DeliveryError, HoldDelivery, TemporaryFailure
+from bot.digests import send_digests
+from bot.policy import Policy
+from bot.scheduled_alerts import release_due_alerts
+from storage.audit_repo import load_audit
+from storage.db import Database
+from storage.tables import alerts, outbox
+from tests.harness import ConsoleHarness, lines_for
+from tests.platform_double import PlatformDouble
+from tests.test_alerts import START, TIP, alert_policy
+
+# Released by the supervisor at the default TLP:AMBER: metro-pd and state-police (both
+# immediate) get it in their channels; transit (cleared to GREEN) does not.
+RELEASED_TO = ("#metro-pd", "#metro-pd-internal", "#state-police", "#state-police-intel")
+OLD_TEXT = "Man photographing the substation fence"
+NEW_TEXT = "Two men, not one; a grey van parked on 5th"
+REASON = "Source recanted"
+
+
+@pytest.fixture
+async def released(db: Database) -> ConsoleHarness:
+    h = ConsoleHarness(db, policy=alert_policy(), clock=ManualClock(START))
+    await h.say(TIP)
+    await h.say("@ana #review !claim T-1")
+    out = await h.say("@sam #review !approve T-1 title: Substation surveillance confirm")
+    assert {line.split(" ", 1)[0] for line in out} >= set(RELEASED_TO)
+    return h
+
+
+def edits_by_place(out: list[str]) -> dict[str, list[str]]:
+    """Edited messages by the channel or person that printed them."""
+    found: dict[str, list[str]] = {}
+    for line in out:
+        place, _, rest = line.partition(" ")
+        if rest.startswith("(edited)"):
+            found.setdefault(place, []).append(line)
+    return found
+
+
+async def outbox_snapshot(db: Database) -> list[tuple[object, ...]]:
+    async with db.read() as conn:
+        rows = await conn.execute(
+            select(outbox.c.target, outbox.c.op, outbox.c.state, outbox.c.payload).where(
+                outbox.c.message_key.is_not(None)
+            )
+        )
+        return [tuple(r) for r in rows]
+
+
+# --- update -----------------------------------------------------------------------------
+
+
+async def test_update_edits_every_delivered_copy_in_place(released: ConsoleHarness) -> None:
+    clock = released.bot.core.clock
+    assert isinstance(clock, ManualClock)
+    clock.advance(timedelta(minutes=30))
+    out = await released.say(f"@sam #review !update A-1 {NEW_TEXT}")
+
+    edits = edits_by_place(out)
+    assert {place: len(lines) for place, lines in edits.items()} == dict.fromkeys(RELEASED_TO, 1)
+    for place in RELEASED_TO:
+        copy = edits[place][0]
+        assert copy.startswith(f"{place} (edited) [TLP:AMBER]")
+        assert "A-1 · Substation surveillance (updated)" in copy  # the title stays
+        assert NEW_TEXT in copy and OLD_TEXT not in copy
+        assert "Updated 2026-11-25 10:30 EST" in copy
+        assert "Feedback: !feedback A-1 useful|not-useful" in copy
+    assert not lines_for(out, "#transit")  # the uncleared partner hears nothing of it
+    answer = lines_for(out, "@sam")
+    assert len(answer) == 1 and "A-1 updated. 4 copies edited in place" in answer[0]
+
+    db = released.bot.db
+    async with db.read() as conn:
+        row = (await conn.execute(select(alerts))).one()
+        audit = [e for e in await load_audit(conn) if e.action == "alert.updated"]
+    assert row.body == NEW_TEXT and row.title == "Substation surveillance"
+    assert row.version == 3  # released, then updated
+    assert len(audit) == 1 and audit[0].actor == "console:sam" and audit[0].subject == "A-1"
+    assert "console:#transit" not in [r[0] for r in await outbox_snapshot(db)]
+
+    log = (await released.say("@sam #review !alert A-1"))[0]
+    assert NEW_TEXT in log and "RELEASED" in log
+
+
+async def test_a_second_update_edits_each_copy_once_more(released: ConsoleHarness) -> None:
+    await released.say("@sam #review !update A-1 first correction")
+    out = await released.say("@sam #review !update A-1 second correction")
+    edits = edits_by_place(out)
+    assert {place: len(lines) for place, lines in edits.items()} == dict.fromkeys(RELEASED_TO, 1)
+    assert all("second correction" in e[0] for e in edits.values())
+
+
+async def test_only_the_releaser_or_a_supervisor_may_change_an_alert(db: Database) -> None:
+    h = ConsoleHarness(db, policy=alert_policy(), clock=ManualClock(START))
+    await h.say(TIP)
+    await h.say("@ana #review !claim T-1")
+    await h.say("@ana #review !approve T-1 to:metro-pd confirm")
+    before = await outbox_snapshot(db)
+
+    for command in (f"!update A-1 {NEW_TEXT}", f"!retract A-1 {REASON}"):
+        out = await h.say(f"@ali #review {command}")
+        assert len(out) == 1 and out[0].startswith("@ali ")
+        assert "Only console:ana, who released A-1, or a supervisor may" in out[0]
+        for who, where in (("olly", "#tips"), ("pat", "#metro-pd")):
+            out = await h.say(f"@{who} {where} {command}")
+            assert len(out) == 1 and out[0].startswith(f"@{who} ")
+            assert "Only the center's analysts and supervisors may do that." in out[0]
+    assert await outbox_snapshot(db) == before
+
+    out = await h.say("@ana #review !update A-1 the releaser may")
+    assert set(edits_by_place(out)) == {"#metro-pd", "#metro-pd-internal"}
+    out = await h.say("@sam #review !update A-1 and so may a supervisor")
+    assert set(edits_by_place(out)) == {"#metro-pd", "#metro-pd-internal"}
+
+
+BAD = [
+    ("!update A-9 new text", "There is no A-9"),
+    ("!retract A-9 wrong", "There is no A-9"),
+    ("!update A-1", "Please add the new text. Usage: !update A-1 <new text>"),
+    ("!retract A-1", "Please add the reason. Usage: !retract A-1 <reason>"),
+    ("!update T-1 text", "is not an alert id"),
+    ("!retract", "Which alert?"),
+]
+
+
+@pytest.mark.parametrize(("command", "expected"), BAD, ids=[b[0] for b in BAD])
+async def test_bad_changes_answer_politely_and_change_nothing(
+    released: ConsoleHarness, command: str, expected: str
+) -> None:
+    db = released.bot.db
+    before = await outbox_snapshot(db)
+    out = await released.say(f"@sam #review {command}")
+    assert len(out) == 1 and out[0].startswith("@sam ") and expected in out[0], out
+    assert await outbox_snapshot(db) == before
+
+
+# --- retract ----------------------------------------------------------------------------
+
+
+async def test_retract_turns_every_copy_into_a_notice_that_keeps_the_marking(
+    released: ConsoleHarness,
+) -> None:
+    out = await released.say(f"@sam #review !retract A-1 {REASON}")
+
+    edits = edits_by_place(out)
+    assert {place: len(lines) for place, lines in edits.items()} == dict.fromkeys(RELEASED_TO, 1)
+    for place in RELEASED_TO:
+        notice = edits[place][0]
+        assert notice.startswith(f"{place} (edited) [TLP:AMBER]")
+        assert "A-1 RETRACTED: Source recanted. Do not act on it; delete local copies." in notice
+        assert OLD_TEXT not in notice and "Substation surveillance" not in notice
+        assert "5th & Main" not in notice and "!feedback" not in notice
+    assert not lines_for(out, "#transit")
+    assert "A-1 retracted. 4 copies edited in place" in lines_for(out, "@sam")[0]
+
+    db = released.bot.db
+    async with db.read() as conn:
+        row = (await conn.execute(select(alerts))).one()
+        actions = [e.action for e in await load_audit(conn)]
+    assert row.state == "retracted" and row.retracted_by == "console:sam"
+    assert row.retracted_reason == REASON and row.retracted_at is not None
+    assert actions[-1] == "alert.retracted"
+
+    log = (await released.say("@sam #review !alert A-1"))[0]
+    assert "RETRACTED" in log and f"Retracted: 2026-11-25 10:00 EST by console:sam: {REASON}" in log
+
+
+async def test_retract_is_refused_twice_and_update_after_it(released: ConsoleHarness) -> None:
+    await released.say(f"@sam #review !retract A-1 {REASON}")
+    db = released.bot.db
+    before = await outbox_snapshot(db)
+    out = await released.say("@sam #review !retract A-1 again")
+    assert len(out) == 1 and "A-1 was already retracted by console:sam" in out[0]
+    out = await released.say(f"@sam #review !update A-1 {NEW_TEXT}")
+    assert len(out) == 1 and "A-1 was retracted and can't be updated" in out[0]
+    assert await outbox_snapshot(db) == before
+
+
+def slack_metro_policy() -> Policy:
+    """metro-pd reached through Slack, where the test decides what happens to deliveries."""
+    policy = alert_policy()
+    return policy.model_copy(
+        update={
+            "partners": [
+                p.model_copy(update={"channels": ["slack:C0METRO"], "internal_channels": []})
+                if p.id == "metro-pd"
+                else p
+                for p in policy.partners
+            ]
+        }
+    )
+
+
+async def slack_harness(
+    db: Database, failure: DeliveryError
+) -> tuple[ConsoleHarness, PlatformDouble]:
+    slack = PlatformDouble(platform="slack")
+    h = ConsoleHarness(
+        db,
+        policy=slack_metro_policy(),
+        clock=ManualClock(START),
+        extra_senders={"slack": slack},
+    )
+    await h.say(TIP)
+    await h.say("@ana #review !claim T-1")
+    slack.fail_next(failure)
+    out = await h.say("@ana #review !approve T-1 to:metro-pd confirm")
+    assert any("released as A-1" in line for line in out)
+    assert slack.received == []
+    return h, slack
+
+
+async def test_a_copy_still_waiting_leaves_as_the_notice_not_the_alert(db: Database) -> None:
+    h, slack = await slack_harness(db, TemporaryFailure("Slack is having a moment"))
+    out = await h.say(f"@ana #review !retract A-1 {REASON}")
+    assert "A-1 retracted. 1 copy edited in place (slack:C0METRO)" in out[0]
+
+    clock = h.bot.core.clock
+    assert isinstance(clock, ManualClock)
+    clock.advance(timedelta(minutes=5))
+    await h.bot.drain(10.0)
+    # One message, the notice: the edit was folded into the post that had not left yet.
+    assert [(r.target, r.op) for r in slack.received] == [("slack:C0METRO", "post")]
+    assert "A-1 RETRACTED: Source recanted" in slack.received[0].text
+    assert OLD_TEXT not in slack.received[0].text
+
+
+async def test_a_copy_still_waiting_leaves_with_the_updated_text(db: Database) -> None:
+    h, slack = await slack_harness(db, TemporaryFailure("Slack is having a moment"))
+    await h.say(f"@ana #review !update A-1 {NEW_TEXT}")
+    clock = h.bot.core.clock
+    assert isinstance(clock, ManualClock)
+    clock.advance(timedelta(minutes=5))
+    await h.bot.drain(10.0)
+    assert [r.op for r in slack.received] == ["post"]
+    assert slack.received[0].text == NEW_TEXT
+
+
+async def test_a_held_copy_is_rewritten_to_the_notice(db: Database) -> None:
+    h, _ = await slack_harness(db, HoldDelivery("the app was removed from the workspace"))
+    await h.say(f"@ana #review !retract A-1 {REASON}")
+    rows = [r for r in await outbox_snapshot(db) if r[0] == "slack:C0METRO"]
+    # Still one held post (no edit queued behind it, which would wait forever), and if a
+    # person lets it go, it carries the notice and nothing of the alert.
+    assert [(target, op, state) for target, op, state, _ in rows] == [
+        ("slack:C0METRO", "post", "held")
+    ]
+    payload = rows[0][3]
+    assert isinstance(payload, dict)
+    assert "A-1 RETRACTED" in payload["text"] and OLD_TEXT not in str(payload)
+
+
+async def test_retracting_a_scheduled_alert_just_cancels_it(db: Database) -> None:
+    clock = ManualClock(START)
+    h = ConsoleHarness(db, policy=alert_policy(), clock=clock)
+    await h.say(TIP)
+    await h.say("@ana #review !claim T-1")
+    out = await h.say("@ana #review !approve T-1 to:metro-pd at:2026-11-25T12:00 confirm")
+    assert any("scheduled for" in line for line in out), out
+
+    out = await h.say(f"@ana #review !retract A-1 {REASON}")
+    assert len(out) == 1 and "Nothing had been sent yet, so it is simply cancelled." in out[0]
+
+    clock.advance(timedelta(hours=3))
+    assert await release_due_alerts(h.bot.core) == 0
+    await h.bot.drain(10.0)
+    async with db.read() as conn:
+        sent = (
+            await conn.execute(select(outbox.c.target).where(outbox.c.message_key == "alert:1"))
+        ).all()
+        state = await conn.scalar(select(alerts.c.state))
+    assert sent == [] and state == "retracted"
+
+
+async def test_retract_edits_a_digest_that_listed_the_alert(db: Database) -> None:
+    clock = ManualClock(START)
+    h = ConsoleHarness(db, policy=alert_policy(), clock=clock)
+    await h.say(TIP)
+    await h.say("@ana #review !claim T-1")
+    await h.say("@ana #review !approve T-1 tlp:green to:transit confirm")
+    clock.advance(timedelta(days=1))  # past transit's 07:00 digest
+    await send_digests(h.bot.core)
+    await h.bot.drain(10.0)
+
+    out = await h.say(f"@ana #review !retract A-1 {REASON}")
+    edits = edits_by_place(out)
+    assert list(edits) == ["#transit"] and len(edits["#transit"]) == 1
+    assert "A-1 · TLP:GREEN · RETRACTED — do not act on it." in edits["#transit"][0]
+    assert OLD_TEXT not in edits["#transit"][0]
+
+
+async def test_updating_a_scheduled_alert_sends_the_new_text_at_its_time(db: Database) -> None:
+    clock = ManualClock(START)
+    h = ConsoleHarness(db, policy=alert_policy(), clock=clock)
+    await h.say(TIP)
+    await h.say("@ana #review !claim T-1")
+    await h.say("@ana #review !approve T-1 to:metro-pd at:2026-11-25T12:00 confirm")
+    out = await h.say(f"@ana #review !update A-1 {NEW_TEXT}")
+    assert out == ["@ana A-1 updated. Nothing had been sent yet; it goes out with the new text."]
+
+    clock.advance(timedelta(hours=3))
+    assert await release_due_alerts(h.bot.core) == 1
+    before = len(h.printed)
+    await h.bot.drain(10.0)
+    copy = lines_for(h.printed[before:], "#metro-pd")
+    # The title (from the tip's summary) stays; the text is the new one.
+    assert len(copy) == 1 and copy[0].split("\n")[2].strip() == NEW_TEXT
