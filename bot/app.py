@@ -11,6 +11,7 @@ import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from bot.clock import Clock, SystemClock
 from bot.core import Core, PolicyHolder
@@ -27,6 +28,9 @@ from bot.sla import remind_overdue
 from commands.context import Command
 from commands.dispatch import Dispatcher
 from storage.db import Database
+
+if TYPE_CHECKING:
+    from slack_bolt.async_app import AsyncApp
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +83,37 @@ class FusionBot:
 
     async def drain(self, seconds: float = 30.0) -> dict[str, int]:
         return await self.worker.drain(seconds)
+
+
+def platform_senders(settings: Settings) -> dict[str, Sender]:
+    """A sender for every platform the settings configure (the console is the CLI's)."""
+    senders: dict[str, Sender] = {}
+    if settings.slack_bot_token is not None:
+        from slack_sdk.web.async_client import AsyncWebClient
+
+        from adapters.slack.sender import SlackSender
+
+        client = AsyncWebClient(
+            token=settings.slack_bot_token.get_secret_value(),
+            base_url=settings.slack_api_url or AsyncWebClient.BASE_URL,
+        )
+        senders["slack"] = SlackSender(client)
+    return senders
+
+
+def slack_app(bot: FusionBot) -> AsyncApp:
+    """The bolt app that turns Slack requests into commands for this bot."""
+    from adapters.slack.app import create_slack_app
+
+    settings = bot.settings
+    if settings.slack_bot_token is None or settings.slack_signing_secret is None:
+        raise ValueError("Slack needs SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET")
+    return create_slack_app(
+        bot.handle,
+        bot_token=settings.slack_bot_token.get_secret_value(),
+        signing_secret=settings.slack_signing_secret.get_secret_value(),
+        api_url=settings.slack_api_url,
+    )
 
 
 def build(

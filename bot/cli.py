@@ -57,21 +57,53 @@ def run() -> None:
     """Start the bot on every configured platform (the console when none is)."""
     settings = _settings()
     _check_policy_or_exit(settings)
-    platforms = [
-        name
-        for name, configured in (
-            ("slack", settings.slack_bot_token is not None),
-            ("matrix", settings.matrix_homeserver is not None),
-        )
-        if configured
-    ]
-    if platforms:
-        typer.echo(
-            f"{', '.join(platforms)} configured, but this version ships only the console "
-            "adapter; starting the console.",
-            err=True,
-        )
-    asyncio.run(run_console(settings, sys.stdin, sys.stdout, sys.stderr))
+    if settings.matrix_homeserver is not None:
+        typer.echo("Matrix is configured, but its adapter is not in this version yet.", err=True)
+    if settings.slack_bot_token is None:
+        asyncio.run(run_console(settings, sys.stdin, sys.stdout, sys.stderr))
+        return
+    if settings.slack_signing_secret is None and settings.slack_app_token is None:
+        typer.echo("Slack needs SLACK_SIGNING_SECRET (HTTP mode) or SLACK_APP_TOKEN.", err=True)
+        raise typer.Exit(2)
+    asyncio.run(serve_platforms(settings))
+
+
+async def serve_platforms(settings: Settings) -> None:
+    """Run the configured platforms until SIGINT or SIGTERM."""
+    import signal
+
+    from bot.app import build, platform_senders, slack_app
+
+    bot = build(settings, senders=platform_senders(settings))
+    await bot.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    cleanups = []
+    try:
+        app = slack_app(bot)
+        if settings.slack_app_token is not None:
+            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+            socket = AsyncSocketModeHandler(app, settings.slack_app_token.get_secret_value())
+            await socket.connect_async()
+            cleanups.append(socket.close_async)
+            logging.getLogger(__name__).info("slack: Socket Mode connected")
+        else:
+            from adapters.slack.http import start_http
+
+            port = settings.http_port or 3000
+            runner = await start_http(app, port, settings.http_host)
+            cleanups.append(runner.cleanup)
+            logging.getLogger(__name__).info(
+                "slack: HTTP mode on http://%s:%d/slack/events", settings.http_host, port
+            )
+        await stop.wait()
+    finally:
+        for cleanup in reversed(cleanups):
+            await cleanup()
+        await bot.stop()
 
 
 @app.command()

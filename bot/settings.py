@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, alias="FUSIONBOT_DATABASE_URL")
     policy: Path = Field(EXAMPLE_POLICY, alias="FUSIONBOT_POLICY")
     http_port: int | None = Field(None, alias="FUSIONBOT_HTTP_PORT")
+    # Behind a reverse proxy on the same host by default; 0.0.0.0 to listen everywhere.
+    http_host: str = Field("127.0.0.1", alias="FUSIONBOT_HTTP_HOST")
     log_level: str = Field("INFO", alias="FUSIONBOT_LOG_LEVEL")
 
     slack_bot_token: SecretStr | None = Field(None, alias="SLACK_BOT_TOKEN")

@@ -1,0 +1,184 @@
+"""The real `fusionbot run` process on Slack: signed requests in, Web API calls out to a
+local fake of Slack. Tip -> card -> claim button -> approve -> alert in the right
+channels only; an unauthorised click changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.fakes.slack_web_api import DEFAULT_BOT_TOKEN, FakeSlackWebAPI
+from tests.matrix_server.synapse import free_port
+from tests.test_cli import ROOT
+from tests.test_slack_app import SECRET, Slack, block_actions
+
+POLICY = """
+[center]
+name = "Test Fusion Center"
+timezone = "America/New_York"
+regions = ["north", "south", "downtown"]
+
+[roles]
+officers = ["*"]
+analysts = ["slack:UANA"]
+supervisors = ["slack:USAM"]
+admins = ["slack:USAM"]
+
+[[intake]]
+channels = ["slack:C0TIPS"]
+
+[[review]]
+name = "general"
+channels = ["slack:C0REVIEW"]
+categories = ["*"]
+
+[[partners]]
+id = "metro-pd"
+name = "Metro Police Department"
+sector = "local"
+max_tlp = "AMBER"
+caveats = ["LES"]
+channels = ["slack:C0METRO"]
+
+[[partners]]
+id = "transit"
+name = "Regional Transit Authority"
+sector = "private"
+max_tlp = "GREEN"
+channels = ["slack:C0TRANSIT"]
+"""
+
+
+async def until(check: Any, seconds: float = 15.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        result = check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("timed out waiting for Slack to show it")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def running(tmp_path: Path) -> AsyncIterator[tuple[FakeSlackWebAPI, Slack]]:
+    async with FakeSlackWebAPI() as fake:
+        policy = tmp_path / "policy.toml"
+        policy.write_text(POLICY)
+        port = free_port()
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "FUSIONBOT_POLICY": str(policy),
+            "FUSIONBOT_DATA_DIR": str(tmp_path / "data"),
+            "FUSIONBOT_DATABASE_URL": "",
+            "FUSIONBOT_HTTP_PORT": str(port),
+            "SLACK_BOT_TOKEN": DEFAULT_BOT_TOKEN,
+            "SLACK_SIGNING_SECRET": SECRET,
+            "SLACK_API_URL": fake.url,
+        }
+        log = tmp_path / "bot.log"
+        with log.open("wb") as output:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bot",
+                "run",
+                cwd=tmp_path,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=output,
+                stderr=output,
+            )
+        try:
+            async with aiohttp.ClientSession() as session:
+                base = f"http://127.0.0.1:{port}"
+
+                async def healthy() -> bool:
+                    try:
+                        async with session.get(f"{base}/healthz") as response:
+                            return response.status == 200
+                    except aiohttp.ClientError:
+                        return False
+
+                for _ in range(400):
+                    if process.returncode is not None:
+                        raise AssertionError(log.read_text())
+                    if await healthy():
+                        break
+                    await asyncio.sleep(0.05)
+                yield fake, Slack(session, f"{base}/slack/events")
+        finally:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), 20)
+            finally:
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()
+            assert process.returncode == 0, log.read_text()
+
+
+def texts(messages: list[dict[str, Any]]) -> str:
+    return "\n".join(str(m.get("text", "")) + str(m.get("blocks", "")) for m in messages)
+
+
+async def test_tip_to_alert_through_slack(running: tuple[FakeSlackWebAPI, Slack]) -> None:
+    fake, slack = running
+    status, body, _ = await slack.command(
+        "/tip",
+        "Man photographing the substation fence <!channel> | category: photo | location: 5th & Main",
+        user="UOLLY",
+        channel="C0TIPS",
+        trigger_id=fake.issue_trigger_id(),
+    )
+    assert status == 200 and body == ""
+
+    cards = await until(lambda: fake.messages("C0REVIEW"))
+    card = cards[0]
+    assert "T-1 · NEW" in texts([card])
+    assert "&lt;!channel&gt;" in texts([card]) and "<!channel>" not in texts([card])
+    receipt = await until(lambda: fake.ephemerals("C0TIPS"))
+    assert "Received T-1" in texts(receipt) and receipt[0]["user"] == "UOLLY"
+
+    # An officer clicking the card's Claim button is refused, privately; nothing changes.
+    status, _, _ = await slack.interaction(
+        block_actions(
+            "claim T-1", user="UOLLY", channel="C0REVIEW", trigger_id=fake.issue_trigger_id()
+        )
+    )
+    assert status == 200
+    refusal = await until(lambda: [e for e in fake.ephemerals("C0REVIEW") if e["user"] == "UOLLY"])
+    assert "Only the center's analysts" in texts(refusal)
+    assert fake.updates("C0REVIEW") == []
+
+    # The analyst clicks Claim: the same card is edited in place.
+    await slack.interaction(
+        block_actions(
+            "claim T-1", user="UANA", channel="C0REVIEW", trigger_id=fake.issue_trigger_id()
+        )
+    )
+    await until(lambda: "CLAIMED" in texts(fake.messages("C0REVIEW")))
+    assert len(fake.messages("C0REVIEW")) == 1
+
+    await slack.command(
+        "/fusion",
+        "approve T-1 tlp:amber caveat:LES to:metro-pd,transit confirm",
+        user="UANA",
+        channel="C0REVIEW",
+        trigger_id=fake.issue_trigger_id(),
+    )
+    alert = await until(lambda: fake.messages("C0METRO"))
+    assert "TLP:AMBER // LES" in texts(alert) and "A-1" in texts(alert)
+    await until(lambda: "APPROVED" in texts(fake.messages("C0REVIEW")))
+    assert fake.messages("C0TRANSIT") == []  # cleared only to GREEN
+    assert len(fake.messages("C0REVIEW")) == 1  # still one card, edited
