@@ -12,13 +12,13 @@ was worked keep what they recorded (the chain is append-only).
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime, timedelta
 
 from bot.cards import card_key
 from bot.core import Core
 from bot.errors import UserError
 from bot.intake import refresh_card
+from bot.job_runs import count_done
 from bot.messages import Message
 from bot.outbox_worker import SYSTEM_ACTOR
 from bot.replies import ReplyTo, reply
@@ -26,8 +26,6 @@ from bot.tips import Tip, TipState
 from bot.triage import tip_messages_key
 from storage import outbox_repo, tips_repo
 from storage.audit_repo import append_audit
-
-log = logging.getLogger(__name__)
 
 
 def years_before(when: datetime, years: int) -> datetime:
@@ -48,15 +46,9 @@ async def purge_expired(core: Core) -> int:
     cutoff = now - timedelta(days=core.policy.retention.rejected_days)
     async with core.db.read() as conn:
         expired = await tips_repo.rejected_before(conn, cutoff)
-    purged = 0
-    for candidate in expired:
-        try:
-            if await _purge(core, candidate.id, now):
-                purged += 1
-        except Exception:
-            # One tip that can't be handled must not hold back the others; the next run retries it.
-            log.exception("purging %s failed", candidate.ref)
-    return purged
+    return await count_done(
+        [tip.id for tip in expired], lambda tip_id: _purge(core, tip_id, now), "purging a tip"
+    )
 
 
 async def _purge(core: Core, tip_id: int, now: datetime) -> bool:

@@ -8,21 +8,19 @@ reminder posts carry fixed outbox keys).
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime, timedelta
 
 from bot.addresses import platform_of
 from bot.cards import card_key
 from bot.core import Core
 from bot.intake import refresh_card
+from bot.job_runs import count_done
 from bot.messages import Message
 from bot.outbox_worker import SYSTEM_ACTOR
 from bot.policy import Sla
 from bot.tips import Tip, Urgency
 from storage import outbox_repo, tips_repo
 from storage.audit_repo import append_audit
-
-log = logging.getLogger(__name__)
 
 
 def sla_cutoffs(sla: Sla, now: datetime) -> dict[Urgency, datetime]:
@@ -48,15 +46,9 @@ async def remind_overdue(core: Core) -> int:
     now = core.clock.now()
     async with core.db.read() as conn:
         candidates = await tips_repo.untriaged_past(conn, sla_cutoffs(core.policy.sla, now))
-    reminded = 0
-    for candidate in candidates:
-        try:
-            if await _remind(core, candidate.id, now):
-                reminded += 1
-        except Exception:
-            # One tip that can't be handled must not hold back the others; the next run retries it.
-            log.exception("SLA reminder for %s failed", candidate.ref)
-    return reminded
+    return await count_done(
+        [tip.id for tip in candidates], lambda tip_id: _remind(core, tip_id, now), "an SLA reminder"
+    )
 
 
 async def _remind(core: Core, tip_id: int, now: datetime) -> bool:
