@@ -11,7 +11,7 @@ from bot.alerts import Alert
 from bot.cards import local_time
 from bot.categories import CATEGORIES
 from bot.dissemination import Plan, PlannedDelivery
-from bot.messages import Message, MessageField
+from bot.messages import Button, Message, MessageField
 from bot.policy import Policy
 from bot.tips import Tip
 from bot.tlp import TLP
@@ -60,6 +60,12 @@ def partner_copy(alert: Alert, *, updated: tuple[datetime, ZoneInfo] | None = No
         tlp=alert.tlp,
         caveats=list(alert.caveats),
         footer=footer,
+        # One click for a partner to say whether it helped; the core checks, as for the
+        # typed command, that the clicker's channel received this alert.
+        buttons=[
+            Button(label="Useful", command=f"feedback {alert.ref} useful", style="primary"),
+            Button(label="Not useful", command=f"feedback {alert.ref} not-useful"),
+        ],
     )
 
 

@@ -34,7 +34,7 @@ from bot.core import Core
 from bot.dissemination import AlertSpec, Plan, plan_dissemination
 from bot.errors import UserError
 from bot.lifecycle import Actor, Refused, Verb, next_state
-from bot.messages import Message
+from bot.messages import Button, Message
 from bot.policy import Policy
 from bot.replies import ReplyTo, direct_message, reply
 from bot.tips import Tip
@@ -118,6 +118,12 @@ async def preview(core: Core, to: ReplyTo, request: AlertRequest, confirm_comman
         plan=proposal.plan,
         footer=footer,
     )
+    if _may_send(proposal, actor):
+        # The same command as the footer spells out, one click away where buttons exist.
+        button = Button(
+            label="Confirm and send", command=_button_command(confirm_command), style="primary"
+        )
+        message = message.model_copy(update={"buttons": [button]})
     await _answer(core, to, message)
 
 
@@ -224,6 +230,23 @@ async def release(core: Core, to: ReplyTo, request: AlertRequest, confirm_comman
 async def _answer(core: Core, to: ReplyTo, message: Message) -> None:
     async with core.transaction() as conn:
         await reply(conn, to, message, now=core.clock.now())
+
+
+def _may_send(proposal: Proposal, actor: Actor) -> bool:
+    return bool(proposal.plan.deliveries) and (
+        proposal.supervisor_reason is None or actor.is_supervisor
+    )
+
+
+def _button_command(confirm_command: str) -> str:
+    """``approve T-1 … confirm``: a button holds the command without its platform's
+    spelling (``!approve``, ``/fusion approve``)."""
+    words = confirm_command.split()
+    while words and words[0].lstrip("!/").lower() != "approve":
+        words.pop(0)
+    if not words:
+        return confirm_command.lstrip("!")
+    return " ".join(["approve", *words[1:]])
 
 
 def _preview_footer(policy: Policy, proposal: Proposal, actor: Actor, confirm_command: str) -> str:

@@ -13,11 +13,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bot.addresses import split_address
 from bot.clock import Clock, SystemClock
 from bot.core import Core, PolicyHolder
 from bot.delivery import Sender
 from bot.digests import send_digests
-from bot.outbox_worker import OutboxWorker
+from bot.messages import Message
+from bot.outbox_worker import OnHold, OutboxWorker
 from bot.policy import Policy
 from bot.policy_loader import load_policy
 from bot.retention import purge_expired
@@ -27,10 +31,14 @@ from bot.settings import Settings
 from bot.sla import remind_overdue
 from commands.context import Command
 from commands.dispatch import Dispatcher
+from storage import outbox_repo
+from storage.audit_repo import append_audit
 from storage.db import Database
 
 if TYPE_CHECKING:
     from slack_bolt.async_app import AsyncApp
+
+    from adapters.slack.oauth import SlackInstallations
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +93,12 @@ class FusionBot:
         return await self.worker.drain(seconds)
 
 
-def platform_senders(settings: Settings) -> dict[str, Sender]:
-    """A sender for every platform the settings configure (the console is the CLI's)."""
+def platform_senders(
+    settings: Settings, installations: SlackInstallations | None = None
+) -> dict[str, Sender]:
+    """A sender for every platform the settings configure (the console is the CLI's).
+    With ``installations``, Slack targets ``slack:<team>/<channel>`` use that workspace's
+    token; without, they are held until the app is installed there."""
     senders: dict[str, Sender] = {}
     if settings.slack_bot_token is not None:
         from slack_sdk.web.async_client import AsyncWebClient
@@ -97,22 +109,122 @@ def platform_senders(settings: Settings) -> dict[str, Sender]:
             token=settings.slack_bot_token.get_secret_value(),
             base_url=settings.slack_api_url or AsyncWebClient.BASE_URL,
         )
-        senders["slack"] = SlackSender(client)
+        lookup = installations.token_for_team if installations is not None else None
+        senders["slack"] = SlackSender(client, token_for_team=lookup)
     return senders
 
 
-def slack_app(bot: FusionBot) -> AsyncApp:
-    """The bolt app that turns Slack requests into commands for this bot."""
+def slack_installations(settings: Settings, db: Database) -> SlackInstallations | None:
+    """The app's installations in other workspaces, kept in ``db``; None unless
+    SLACK_CLIENT_ID and SLACK_CLIENT_SECRET are set. Call ``await create_tables()`` once
+    at start, and ``attach_installations`` to resume held deliveries after an install."""
+    if settings.slack_client_id is None or settings.slack_client_secret is None:
+        return None
+    from adapters.slack.oauth import SlackInstallations
+
+    return SlackInstallations(
+        db.engine,
+        client_id=settings.slack_client_id,
+        client_secret=settings.slack_client_secret.get_secret_value(),
+        scopes=settings.slack_scope_list,
+        api_url=settings.slack_api_url,
+        redirect_uri=settings.slack_redirect_uri,
+    )
+
+
+def attach_installations(bot: FusionBot, installations: SlackInstallations) -> None:
+    """After a (re)install, deliveries held for that workspace are due again."""
+
+    async def release(installation: object) -> None:
+        team_id = str(getattr(installation, "team_id", "") or "")
+        if not team_id:
+            return
+        now = bot.core.clock.now()
+        async with bot.db.transaction() as conn:
+            released = await outbox_repo.release_held(
+                conn, target_prefix=f"slack:{team_id}/", now=now
+            )
+            await append_audit(
+                conn,
+                at=now,
+                actor="system:fusionbot",
+                action="slack.installed",
+                subject=f"slack:{team_id}",
+                details={
+                    "team_name": str(getattr(installation, "team_name", "") or ""),
+                    "released": released,
+                },
+            )
+        if released:
+            log.info("slack: %d held deliveries to %s resume", released, team_id)
+        bot.worker.wake()
+
+    installations.on_installed.append(release)
+
+
+def held_notices(core: Core) -> OnHold:
+    """Tell the analysts, once per target and day, in every review channel, that
+    deliveries to a place are held and what fixes it."""
+
+    async def notify(conn: AsyncConnection, row: outbox_repo.OutboxRow, error: str) -> None:
+        if row.key.startswith("held:"):
+            return  # a notice that can't be delivered itself: no notices about notices
+        policy = core.policy
+        now = core.clock.now()
+        day = now.astimezone(policy.center.tz).date().isoformat()
+        reason = _short_reason(error)
+        platform, rest = split_address(row.target)
+        if platform == "slack" and "/" in rest:
+            fix = "Reinstall fusionbot in that workspace (/slack/install); nothing is lost."
+        else:
+            fix = "Restore the bot's access there; nothing is lost."
+        message = Message(text=f"Deliveries to {row.target} are held: {reason}. {fix}")
+        for channel in policy.review_channels:
+            if channel == row.target:
+                continue
+            await outbox_repo.enqueue_post(
+                conn,
+                target=channel,
+                message=message,
+                now=now,
+                key=f"held:{row.target}:{day}:{channel}",
+            )
+
+    return notify
+
+
+def _short_reason(error: str) -> str:
+    """``chat.postMessage: token_revoked`` -> ``token_revoked``."""
+    method, sep, reason = error.partition(": ")
+    return reason if sep and " " not in method else error
+
+
+async def slack_app(bot: FusionBot) -> AsyncApp:
+    """The bolt app that turns Slack requests into commands for this bot. Asks Slack who
+    the bot is first (waiting out rate limits), so no request pays for that."""
+    from slack_sdk.web.async_client import AsyncWebClient
+
     from adapters.slack.app import create_slack_app
+    from adapters.slack.identity import who_am_i
+    from storage.slack_events_repo import first_time
+
+    async def seen_before(event_id: str) -> bool:
+        async with bot.db.transaction() as conn:
+            return not await first_time(conn, event_id, now=bot.core.clock.now())
 
     settings = bot.settings
     if settings.slack_bot_token is None or settings.slack_signing_secret is None:
         raise ValueError("Slack needs SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET")
+    token = settings.slack_bot_token.get_secret_value()
+    client = AsyncWebClient(token=token, base_url=settings.slack_api_url or AsyncWebClient.BASE_URL)
+    identity = await who_am_i(client)
     return create_slack_app(
         bot.handle,
-        bot_token=settings.slack_bot_token.get_secret_value(),
+        bot_token=token,
         signing_secret=settings.slack_signing_secret.get_secret_value(),
         api_url=settings.slack_api_url,
+        seen_before=seen_before,
+        identity=identity,
     )
 
 
@@ -129,7 +241,7 @@ def build(
     holder = PolicyHolder(policy or load_policy(settings.policy), str(settings.policy))
     db = database or Database(settings.effective_database_url)
     core = Core(db=db, policies=holder, clock=clock)
-    worker = OutboxWorker(db, senders or {}, clock)
+    worker = OutboxWorker(db, senders or {}, clock, on_hold=held_notices(core))
     core.wake_outbox = worker.wake
     scheduler = BotScheduler(core, jobs or DEFAULT_JOBS, database_url=db.url)
     return FusionBot(

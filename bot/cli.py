@@ -62,8 +62,8 @@ def run() -> None:
     if settings.slack_bot_token is None:
         asyncio.run(run_console(settings, sys.stdin, sys.stdout, sys.stderr))
         return
-    if settings.slack_signing_secret is None and settings.slack_app_token is None:
-        typer.echo("Slack needs SLACK_SIGNING_SECRET (HTTP mode) or SLACK_APP_TOKEN.", err=True)
+    if settings.slack_signing_secret is None:
+        typer.echo("Slack needs SLACK_SIGNING_SECRET as well as SLACK_BOT_TOKEN.", err=True)
         raise typer.Exit(2)
     asyncio.run(serve_platforms(settings))
 
@@ -72,17 +72,30 @@ async def serve_platforms(settings: Settings) -> None:
     """Run the configured platforms until SIGINT or SIGTERM."""
     import signal
 
-    from bot.app import build, platform_senders, slack_app
+    from bot.app import (
+        attach_installations,
+        build,
+        platform_senders,
+        slack_app,
+        slack_installations,
+    )
+    from storage.db import Database
 
-    bot = build(settings, senders=platform_senders(settings))
+    db = Database(settings.effective_database_url)
+    # Partner workspaces that installed the app (OAuth), when a client id is configured.
+    installations = slack_installations(settings, db)
+    bot = build(settings, senders=platform_senders(settings, installations), database=db)
     await bot.start()
+    if installations is not None:
+        await installations.create_tables()
+        attach_installations(bot, installations)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     cleanups = []
     try:
-        app = slack_app(bot)
+        app = await slack_app(bot)
         if settings.slack_app_token is not None:
             from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
@@ -94,7 +107,7 @@ async def serve_platforms(settings: Settings) -> None:
             from adapters.slack.http import start_http
 
             port = settings.http_port or 3000
-            runner = await start_http(app, port, settings.http_host)
+            runner = await start_http(app, port, settings.http_host, installations=installations)
             cleanups.append(runner.cleanup)
             logging.getLogger(__name__).info(
                 "slack: HTTP mode on http://%s:%d/slack/events", settings.http_host, port

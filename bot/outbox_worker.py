@@ -7,8 +7,10 @@ import contextlib
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.addresses import platform_of
 from bot.clock import Clock
@@ -28,6 +30,9 @@ log = logging.getLogger(__name__)
 
 SYSTEM_ACTOR = "system:fusionbot"
 
+# Called inside the transaction that holds a row (row, reason): tell someone who can act.
+OnHold = Callable[[AsyncConnection, repo.OutboxRow, str], Awaitable[None]]
+
 
 class OutboxWorker:
     def __init__(
@@ -41,6 +46,7 @@ class OutboxWorker:
         max_backoff: float = 300.0,
         per_target_batch: int = 30,
         poll_interval: float = 1.0,
+        on_hold: OnHold | None = None,
     ) -> None:
         self.db = db
         self.senders = dict(senders)
@@ -50,6 +56,7 @@ class OutboxWorker:
         self.max_backoff = max_backoff
         self.per_target_batch = per_target_batch
         self.poll_interval = poll_interval
+        self.on_hold = on_hold
         self._wake = asyncio.Event()
         self._busy: dict[str, asyncio.Task[None]] = {}
         # When each target may next be sent to, by the platform's pace (loop time).
@@ -255,3 +262,7 @@ class OutboxWorker:
                 subject=row.message_key or f"outbox:{row.id}",
                 details={"target": row.target, "error": error},
             )
+            if self.on_hold is not None:
+                await self.on_hold(conn, row, error)
+        if self.on_hold is not None:
+            self.wake()  # the notice it queued

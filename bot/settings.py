@@ -31,6 +31,15 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr | None = Field(None, alias="SLACK_SIGNING_SECRET")
     slack_app_token: SecretStr | None = Field(None, alias="SLACK_APP_TOKEN")
     slack_api_url: str | None = Field(None, alias="SLACK_API_URL")
+    # Installing the app in partners' own workspaces (OAuth; /slack/install).
+    slack_client_id: str | None = Field(None, alias="SLACK_CLIENT_ID")
+    slack_client_secret: SecretStr | None = Field(None, alias="SLACK_CLIENT_SECRET")
+    slack_scopes: str = Field(
+        "chat:write,commands,channels:history,groups:history,im:history,im:write,users:read,app_mentions:read",
+        alias="SLACK_SCOPES",
+    )
+    # Must match a redirect URL of the app's config when it lists more than one.
+    slack_redirect_uri: str | None = Field(None, alias="SLACK_REDIRECT_URI")
 
     matrix_homeserver: str | None = Field(None, alias="MATRIX_HOMESERVER")
     matrix_user_id: str | None = Field(None, alias="MATRIX_USER_ID")
@@ -43,6 +52,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'fusionbot.db').as_posix()}"
+
+    @property
+    def slack_scope_list(self) -> list[str]:
+        return [s.strip() for s in self.slack_scopes.split(",") if s.strip()]
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], env_file: str | None = None) -> Settings:

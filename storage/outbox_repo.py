@@ -305,3 +305,14 @@ async def redact(
         .values(payload=payload)
     )
     return changed + int(kept.rowcount or 0)
+
+
+async def release_held(conn: AsyncConnection, *, target_prefix: str, now: datetime) -> int:
+    """Send held rows again (e.g. the app was reinstalled in that workspace): every held
+    row whose target starts with ``target_prefix`` is due now. Returns how many."""
+    result = await conn.execute(
+        update(outbox)
+        .where(outbox.c.state == HELD, outbox.c.target.startswith(target_prefix, autoescape=True))
+        .values(state=PENDING, next_attempt_at=now, lease_until=None)
+    )
+    return int(result.rowcount or 0)

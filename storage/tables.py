@@ -179,3 +179,12 @@ alert_feedback = Table(
     Column("comment", Text),
     Column("at", UTCDateTime, nullable=False),
 )
+
+# Events API deliveries already handled: Slack sends the same event_id again when it
+# thinks a delivery failed (X-Slack-Retry-Num), and a retry must not act twice.
+slack_events = Table(
+    "slack_events",
+    metadata,
+    Column("event_id", String(255), primary_key=True),
+    Column("received_at", UTCDateTime, nullable=False),
+)

@@ -151,6 +151,7 @@ async def test_preview_shows_who_will_see_it_and_changes_nothing(
     )
     assert "state-police — not named in to:" in preview
     assert "To send it: !approve T-1 tlp:green to:metro-pd,transit now confirm" in preview
+    assert "[Confirm and send: !approve T-1 tlp:green to:metro-pd,transit now confirm]" in preview
     assert await everything(harness.bot.db) == before
 
 
@@ -167,7 +168,7 @@ async def test_confirming_the_previewed_command_sends_what_was_previewed(
     harness: ConsoleHarness,
 ) -> None:
     preview = (await harness.say("@ana #review !approve T-1 tlp:green to:metro-pd,transit"))[0]
-    command = preview.split("To send it: ", 1)[1].strip()
+    command = preview.split("To send it: ", 1)[1].split("\n", 1)[0].strip()
     out = await harness.say(f"@ana #review {command}")
     # transit takes its alerts in a digest; everyone else previewed receives now.
     assert reached(out) == {"#metro-pd", "#metro-pd-internal"}
@@ -301,6 +302,7 @@ async def test_analyst_preview_of_all_partners_says_who_to_ask_and_what_to_name(
     assert "Will reach: console:#metro-pd" in out[0]
     assert "Sending to all partners now needs a supervisor" in out[0]
     assert "to:metro-pd,state-police" in out[0]
+    assert "Confirm and send" not in out[0]  # only a supervisor may: no button for her
 
 
 async def test_an_alert_that_reaches_nobody_is_not_released(harness: ConsoleHarness) -> None:

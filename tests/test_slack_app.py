@@ -18,14 +18,21 @@ from sqlalchemy import select
 
 from adapters.slack.app import Handle, create_slack_app
 from adapters.slack.http import start_http
-from adapters.slack.modals import INPUT_CALLBACK, TIP_CALLBACK, input_modal, tip_modal
-from bot.app import build
+from adapters.slack.modals import (
+    APPROVE_CALLBACK,
+    INPUT_CALLBACK,
+    TIP_CALLBACK,
+    approve_modal,
+    input_modal,
+    tip_modal,
+)
+from bot.app import FusionBot, build, platform_senders, slack_app
 from bot.categories import CATEGORIES
 from bot.policy_loader import parse_policy
 from bot.settings import Settings
 from commands.context import Command
 from storage.db import Database
-from storage.tables import tips
+from storage.tables import slack_events, tips
 from tests.fakes.slack_web_api import DEFAULT_BOT_TOKEN, DEFAULT_TEAM_ID, FakeSlackWebAPI
 from tests.snapshots import outbox_targets
 
@@ -273,8 +280,13 @@ async def test_empty_tip_opens_the_form(
         "/tip", "  ", user="UOLLY", channel="C0TIPS", trigger_id=trigger
     )
     assert (status, body) == (200, "")
-    await eventually(lambda: len(fake.opened_views()) == 1)
-    view = fake.opened_views()[0]
+    # Opened at once with a small view (the trigger lives 3 s), then filled in.
+    await eventually(lambda: len(fake.updated_views()) == 1)
+    loading = fake.opened_views()[0]
+    assert loading["callback_id"] == TIP_CALLBACK and loading["submit"] is None
+    assert [b["text"]["text"] for b in loading["blocks"]] == ["Loading…"]
+    view = fake.updated_views()[0]
+    assert view["id"] == loading["id"]
     assert view["callback_id"] == TIP_CALLBACK
     assert json.loads(view["private_metadata"]) == {"channel": "C0TIPS"}
     blocks = {b["block_id"]: b for b in view["blocks"]}
@@ -370,8 +382,9 @@ async def test_needs_input_button_opens_its_form_and_the_form_becomes_the_comman
     payload = block_actions("ask T-1", user="UANA", channel="C0REVIEW", trigger_id=trigger)
     status, _, _ = await slack.interaction(payload)
     assert status == 200
-    await eventually(lambda: len(fake.opened_views()) == 1)
-    view = fake.opened_views()[0]
+    await eventually(lambda: len(fake.updated_views()) == 1)
+    view = fake.updated_views()[0]
+    assert view["id"] == fake.opened_views()[0]["id"]
     assert view["callback_id"] == INPUT_CALLBACK
     assert json.loads(view["private_metadata"]) == {
         "command": "ask T-1",
@@ -395,21 +408,14 @@ async def test_needs_input_button_opens_its_form_and_the_form_becomes_the_comman
     )
 
 
-async def test_required_input_left_empty_is_an_error_and_approve_may_be_empty(
-    slack: Slack, recorder: Recorder
-) -> None:
+async def test_required_input_left_empty_is_an_error(slack: Slack, recorder: Recorder) -> None:
     reject = input_modal("reject T-1", "C0REVIEW", "1.1")
     status, body, _ = await slack.interaction(
         view_submission(reject, {"input": typed(" ")}, user="UANA", view_id="V1")
     )
     assert status == 200 and json.loads(body)["errors"].keys() == {"input"}
-    approve = input_modal("approve T-1", "C0REVIEW", "1.1")
-    status, body, _ = await slack.interaction(
-        view_submission(approve, {"input": typed("")}, user="UANA", view_id="V2")
-    )
-    assert (status, body) == (200, "")
-    await eventually(lambda: len(recorder.commands) == 1)
-    assert recorder.commands[0].text == "!approve T-1"
+    await asyncio.sleep(0.05)
+    assert recorder.commands == []
 
 
 async def test_events_are_answered_so_slack_does_not_retry(
@@ -497,3 +503,355 @@ async def test_a_form_slack_refuses_to_open_falls_back_to_help(
     await eventually(lambda: len(recorder.commands) == 1)
     assert (recorder.commands[0].text, recorder.commands[0].actor) == ("!help tip", "slack:UOLLY")
     assert fake.opened_views() == []
+
+
+# --------------------------------------------------------------- the approve form
+
+
+def radio(value: str | None) -> dict[str, Any]:
+    option = (
+        None if value is None else {"text": {"type": "plain_text", "text": value}, "value": value}
+    )
+    return {"value": {"type": "radio_buttons", "selected_option": option}}
+
+
+def approve_values(**overrides: dict[str, Any]) -> dict[str, Any]:
+    """What Slack submits for the approve form left at its initial values."""
+    values: dict[str, Any] = {
+        "tlp": chosen("amber"),
+        "caveats": typed(""),
+        "partners": typed(""),
+        "timing": radio("now"),
+        "at": typed(""),
+        "title": typed(""),
+    }
+    values.update(overrides)
+    return values
+
+
+async def test_approve_button_opens_the_approve_form(
+    slack: Slack, recorder: Recorder, fake: FakeSlackWebAPI
+) -> None:
+    trigger = fake.issue_trigger_id(user_id="UANA")
+    payload = block_actions("approve T-1", user="UANA", channel="C0REVIEW", trigger_id=trigger)
+    status, _, took = await slack.interaction(payload)
+    assert status == 200 and took < 3.0
+    await eventually(lambda: len(fake.updated_views()) == 1)
+    view = fake.updated_views()[0]
+    assert view["callback_id"] == APPROVE_CALLBACK
+    assert view["submit"]["text"] == "Preview"
+    assert json.loads(view["private_metadata"]) == {
+        "tip": "T-1",
+        "channel": "C0REVIEW",
+        "ts": "1700000000.000100",
+    }
+    blocks = {b["block_id"]: b for b in view["blocks"] if "block_id" in b}
+    assert list(blocks) == ["tlp", "caveats", "partners", "timing", "at", "title"]
+    tlp = blocks["tlp"]["element"]
+    assert tlp["type"] == "static_select"
+    assert [o["value"] for o in tlp["options"]] == [
+        "clear",
+        "green",
+        "amber",
+        "amber+strict",
+        "red",
+    ]
+    assert tlp["initial_option"]["value"] == "amber"
+    timing = blocks["timing"]["element"]
+    assert timing["type"] == "radio_buttons"
+    assert [o["value"] for o in timing["options"]] == ["now", "digest", "at"]
+    assert timing["initial_option"]["value"] == "now"
+    assert all(blocks[b]["optional"] for b in ("caveats", "partners", "at", "title"))
+    assert recorder.commands == []
+
+
+async def test_approve_form_becomes_the_preview_command_without_confirm(
+    slack: Slack, recorder: Recorder
+) -> None:
+    form = approve_modal("T-1", "C0REVIEW", "1700000000.000100")
+    values = approve_values(
+        tlp=chosen("amber+strict"),
+        caveats=typed(" LES,  cui "),
+        partners=typed("metro-pd, transit"),
+        title=typed("  Substation   surveillance "),
+    )
+    status, body, _ = await slack.interaction(
+        view_submission(form, values, user="UANA", view_id="V0APPROVE")
+    )
+    assert (status, body) == (200, "")
+    await eventually(lambda: len(recorder.commands) == 1)
+    assert recorder.commands[0] == Command(
+        actor="slack:UANA",
+        channel="slack:C0REVIEW",
+        text=(
+            "!approve T-1 tlp:amber+strict caveat:LES,cui to:metro-pd,transit now"
+            " title: Substation surveillance"
+        ),
+        is_dm=False,
+        source_key=f"slack:{TEAM}:view:V0APPROVE",
+        source_ref="1700000000.000100",
+    )
+
+    # Left at its initial values: TLP:AMBER to every cleared partner; a digest, or a time.
+    await slack.interaction(
+        view_submission(form, approve_values(timing=radio("digest")), user="UANA", view_id="V2")
+    )
+    await slack.interaction(
+        view_submission(
+            form,
+            approve_values(timing=radio("at"), at=typed("2026-12-01 07:00")),
+            user="UANA",
+            view_id="V3",
+        )
+    )
+    await eventually(lambda: len(recorder.commands) == 3)
+    assert sorted(c.text for c in recorder.commands[1:]) == [
+        "!approve T-1 tlp:amber to:all at:2026-12-01T07:00",
+        "!approve T-1 tlp:amber to:all digest",
+    ]
+    assert not any("confirm" in c.text for c in recorder.commands)
+
+
+async def test_approve_form_errors_are_shown_in_the_form(slack: Slack, recorder: Recorder) -> None:
+    form = approve_modal("T-1", "C0REVIEW", None)
+    cases = [
+        (approve_values(timing=radio("at")), {"at"}),
+        (approve_values(at=typed("2026-12-01T07:00")), {"at"}),
+        (approve_values(title=typed("Please confirm")), {"title"}),
+    ]
+    for index, (values, fields) in enumerate(cases):
+        status, body, _ = await slack.interaction(
+            view_submission(form, values, user="UANA", view_id=f"V{index}")
+        )
+        assert status == 200
+        answer = json.loads(body)
+        assert answer["response_action"] == "errors"
+        assert set(answer["errors"]) == fields
+    await asyncio.sleep(0.05)
+    assert recorder.commands == []
+
+
+async def test_the_previews_confirm_button_sends_the_confirm_command(
+    slack: Slack, recorder: Recorder, fake: FakeSlackWebAPI
+) -> None:
+    payload = block_actions(
+        "approve T-1 tlp:amber to:metro-pd now confirm",
+        user="UANA",
+        channel="C0REVIEW",
+        trigger_id=fake.issue_trigger_id(user_id="UANA"),
+    )
+    # The preview is ephemeral: Slack sends no message, only its container.
+    del payload["message"]
+    payload["container"]["is_ephemeral"] = True
+    status, _, _ = await slack.interaction(payload)
+    assert status == 200
+    await eventually(lambda: len(recorder.commands) == 1)
+    command = recorder.commands[0]
+    assert (command.actor, command.channel, command.text) == (
+        "slack:UANA",
+        "slack:C0REVIEW",
+        "!approve T-1 tlp:amber to:metro-pd now confirm",
+    )
+    assert fake.opened_views() == []
+
+
+# ------------------------------------------------------------ direct messages (events)
+
+
+def dm_event(
+    text: str,
+    *,
+    event_id: str = "Ev0DM1",
+    user: str = "UOLLY",
+    channel: str = "D0OLLY",
+    channel_type: str = "im",
+    **extra: Any,
+) -> str:
+    return json.dumps(
+        {
+            "token": "legacy",
+            "team_id": TEAM,
+            "api_app_id": "A0FAKEAPP01",
+            "type": "event_callback",
+            "event_id": event_id,
+            "event_time": int(time.time()),
+            "event": {
+                "type": "message",
+                "user": user,
+                "text": text,
+                "channel": channel,
+                "channel_type": channel_type,
+                "ts": "1700000100.000100",
+                "event_ts": "1700000100.000100",
+                **extra,
+            },
+        }
+    )
+
+
+RETRY = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
+
+
+async def test_a_dm_that_reads_as_a_command_is_one(
+    recorder: Recorder, fake: FakeSlackWebAPI
+) -> None:
+    seen: set[str] = set()
+
+    async def seen_before(event_id: str) -> bool:
+        known = event_id in seen
+        seen.add(event_id)
+        return known
+
+    app = create_slack_app(
+        recorder,
+        bot_token=DEFAULT_BOT_TOKEN,
+        signing_secret=SECRET,
+        api_url=fake.url,
+        seen_before=seen_before,
+    )
+    runner = await start_http(app, 0)
+    try:
+        async with aiohttp.ClientSession() as session:
+            slack = Slack(session, f"http://127.0.0.1:{runner.addresses[0][1]}/slack/events")
+            sent = [
+                dm_event("Tip Van idling by the gate | category: survl", event_id="Ev1"),
+                dm_event("  !ask T-1 5th &amp; Main?", event_id="Ev2"),
+                dm_event("hello there", event_id="Ev3"),  # conversation, not a command
+                dm_event("!help", event_id="Ev4", channel="C0TIPS", channel_type="channel"),
+                dm_event("!help", event_id="Ev5", bot_id="B0OTHER"),
+                dm_event("!help", event_id="Ev6", subtype="message_changed"),
+            ]
+            for body in sent:
+                status, _, took = await slack.post(body, content_type="application/json")
+                assert status == 200 and took < 3.0
+            # Slack retries the first one: it is acknowledged and handed over only once.
+            status, _, _ = await slack.post(sent[0], content_type="application/json", headers=RETRY)
+            assert status == 200
+    finally:
+        await runner.cleanup()
+    assert recorder.commands == [
+        Command(
+            actor="slack:UOLLY",
+            channel="slack:D0OLLY",
+            text="!tip Van idling by the gate | category: survl",
+            is_dm=True,
+            source_key=f"slack:{TEAM}:event:Ev1",
+        ),
+        Command(
+            actor="slack:UOLLY",
+            channel="slack:D0OLLY",
+            text="!ask T-1 5th & Main?",
+            is_dm=True,
+            source_key=f"slack:{TEAM}:event:Ev2",
+        ),
+    ]
+
+
+# ------------------------------------------------------------------ the real bot again
+
+PARTNER_POLICY = (
+    SLACK_POLICY
+    + """
+[[partners]]
+id = "metro-pd"
+name = "Metro Police Department"
+sector = "local"
+max_tlp = "AMBER"
+caveats = ["LES"]
+channels = ["slack:C0METRO"]
+"""
+)
+
+
+async def serve_bot(fake: FakeSlackWebAPI, db: Database) -> AsyncIterator[tuple[FusionBot, Slack]]:
+    """The composition root's own bolt app and Slack sender, in this process."""
+    settings = Settings.from_environ(
+        {
+            "SLACK_BOT_TOKEN": DEFAULT_BOT_TOKEN,
+            "SLACK_SIGNING_SECRET": SECRET,
+            "SLACK_API_URL": fake.url,
+        }
+    )
+    bot = build(
+        settings,
+        policy=parse_policy(PARTNER_POLICY, "slack-test-policy.toml"),
+        database=db,
+        senders=platform_senders(settings),
+    )
+    runner = await start_http(await slack_app(bot), 0)
+    try:
+        async with aiohttp.ClientSession() as session:
+            url = f"http://127.0.0.1:{runner.addresses[0][1]}/slack/events"
+            yield bot, Slack(session, url)
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_retried_dm_tip_is_filed_once(db: Database, fake: FakeSlackWebAPI) -> None:
+    async for bot, slack in serve_bot(fake, db):
+        body = dm_event("tip Van idling by the substation | category: survl", event_id="Ev0TIP")
+        status, _, _ = await slack.post(body, content_type="application/json")
+        assert status == 200
+        for retry in ("1", "2"):
+            status, _, _ = await slack.post(
+                body,
+                content_type="application/json",
+                headers={"X-Slack-Retry-Num": retry, "X-Slack-Retry-Reason": "http_timeout"},
+            )
+            assert status == 200
+        await bot.drain(10)
+    async with db.read() as conn:
+        assert len((await conn.execute(select(tips.c.id))).all()) == 1
+        events = (await conn.execute(select(slack_events.c.event_id))).scalars().all()
+        assert events == ["Ev0TIP"]
+    assert [m for m in fake.messages("C0REVIEW") if "T-1" in str(m)]
+    dm = fake.dm_channel_id("UOLLY")
+    assert dm is not None
+    receipts = [m for m in fake.messages(dm) if "Received T-1" in str(m.get("text"))]
+    assert len(receipts) == 1
+
+
+async def test_preview_confirm_button_releases_the_alert(
+    db: Database, fake: FakeSlackWebAPI
+) -> None:
+    async for bot, slack in serve_bot(fake, db):
+        await slack.command(
+            "/tip", "Drone over the rail yard", user="UOLLY", channel="C0TIPS", trigger_id="t.1"
+        )
+        await slack.command(
+            "/fusion", "claim T-1", user="UANA", channel="C0REVIEW", trigger_id="t.2"
+        )
+        await slack.command(
+            "/fusion",
+            "approve T-1 tlp:amber caveat:LES to:metro-pd",
+            user="UANA",
+            channel="C0REVIEW",
+            trigger_id="t.3",
+        )
+        await bot.drain(10)
+        assert fake.messages("C0METRO") == []
+        previews = [e for e in fake.ephemerals("C0REVIEW") if "Who will see this" in str(e)]
+        assert len(previews) == 1 and previews[0]["user"] == "UANA"
+        buttons = [
+            element
+            for block in previews[0]["blocks"]
+            if block["type"] == "actions"
+            for element in block["elements"]
+        ]
+        assert [(b["text"]["text"], b["value"], b.get("style")) for b in buttons] == [
+            (
+                "Confirm and send",
+                "approve T-1 tlp:amber caveat:LES to:metro-pd now confirm",
+                "primary",
+            )
+        ]
+        click = block_actions(
+            buttons[0]["value"], user="UANA", channel="C0REVIEW", trigger_id="t.4"
+        )
+        del click["message"]
+        click["container"]["is_ephemeral"] = True
+        status, _, _ = await slack.interaction(click)
+        assert status == 200
+        await bot.drain(10)
+        alert = fake.messages("C0METRO")
+        assert len(alert) == 1 and "TLP:AMBER // LES" in str(alert[0])

@@ -182,3 +182,19 @@ async def test_tip_to_alert_through_slack(running: tuple[FakeSlackWebAPI, Slack]
     await until(lambda: "APPROVED" in texts(fake.messages("C0REVIEW")))
     assert fake.messages("C0TRANSIT") == []  # cleared only to GREEN
     assert len(fake.messages("C0REVIEW")) == 1  # still one card, edited
+    # A partner clicks Useful on the alert; the officer who filed the tip hears of it.
+    buttons = [
+        e["value"]
+        for block in alert[0]["blocks"]
+        if block["type"] == "actions"
+        for e in block["elements"]
+    ]
+    assert buttons == ["feedback A-1 useful", "feedback A-1 not-useful"]
+    await slack.interaction(
+        block_actions(
+            buttons[0], user="UPAT", channel="C0METRO", trigger_id=fake.issue_trigger_id()
+        )
+    )
+    dm = await until(lambda: fake.dm_channel_id("UOLLY"))
+    told = await until(lambda: [m for m in fake.messages(dm) if "useful" in texts([m])])
+    assert "Metro Police Department" in texts(told)

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.categories import CATEGORIES
+from bot.tlp import TLP
 from commands.tip_parser import DEFAULT_LIMIT, FIELDS, LIMITS
 
 TIP_CALLBACK = "fusion_tip"
 INPUT_CALLBACK = "fusion_input"
+APPROVE_CALLBACK = "fusion_approve"
 # Every input element uses this action_id; the block_id names the field.
 VALUE = "value"
 
@@ -44,18 +46,29 @@ INPUT_PROMPTS: dict[str, InputPrompt] = {
     "ask": InputPrompt("Ask the officer", "Question", "What do you need to know?", multiline=True),
     "reject": InputPrompt("Reject tip", "Reason", "Why is this tip rejected?", multiline=True),
     "dup": InputPrompt("Mark duplicate", "Original tip", "e.g. T-2"),
-    "approve": InputPrompt(
-        "Approve tip",
-        "Options",
-        "tlp:green to:all now",
-        hint="e.g. tlp:amber to:metro-pd — TLP, caveats, partners and timing; leave empty for the defaults.",
-        required=False,
-    ),
 }
+
+# The approve form's choices. Defaults match the core's: TLP:AMBER, sent now.
+_TLP_CHOICES = [(t.label, t.value.lower()) for t in TLP]
+_DEFAULT_TLP = TLP.AMBER.value.lower()
+_TIMINGS = [
+    ("Now (each partner as it takes alerts)", "now"),
+    ("In the partners' next digest", "digest"),
+    ("At a set time", "at"),
+]
 
 
 def needs_input(command: str) -> bool:
-    return command.strip().split(" ", 1)[0].lower() in INPUT_PROMPTS
+    """A button that stands for ``ask T-1`` (and nothing more) opens a form for the rest."""
+    words = command.split()
+    return len(words) <= 2 and bool(words) and words[0].lower() in INPUT_PROMPTS
+
+
+def opens_approve_form(command: str) -> bool:
+    """The card's bare ``approve T-1`` asks for the options; a complete command
+    (the preview's ``approve T-1 … confirm``) is sent as it is."""
+    words = command.split()
+    return len(words) == 2 and words[0].lower() == "approve"
 
 
 def _plain(text: str) -> JSONDict:
@@ -96,18 +109,57 @@ def _text_input(
     return block
 
 
-def _select(block_id: str, label: str, options: list[JSONDict], placeholder: str) -> JSONDict:
+def _select(
+    block_id: str,
+    label: str,
+    options: list[JSONDict],
+    placeholder: str,
+    *,
+    initial: JSONDict | None = None,
+    required: bool = False,
+) -> JSONDict:
+    element: JSONDict = {
+        "type": "static_select",
+        "action_id": VALUE,
+        "placeholder": _plain(placeholder),
+        "options": options,
+    }
+    if initial is not None:
+        element["initial_option"] = initial
     return {
         "type": "input",
         "block_id": block_id,
         "label": _plain(label),
-        "optional": True,
+        "optional": not required,
+        "element": element,
+    }
+
+
+def _radio(block_id: str, label: str, options: list[JSONDict], initial: JSONDict) -> JSONDict:
+    return {
+        "type": "input",
+        "block_id": block_id,
+        "label": _plain(label),
+        "optional": False,
         "element": {
-            "type": "static_select",
+            "type": "radio_buttons",
             "action_id": VALUE,
-            "placeholder": _plain(placeholder),
             "options": options,
+            "initial_option": initial,
         },
+    }
+
+
+def loading_modal(view: Mapping[str, Any]) -> JSONDict:
+    """What ``views.open`` shows at once, within the trigger's 3 seconds; ``views.update``
+    fills in ``view`` right after. No submit button: nothing can be sent from it."""
+    return {
+        "type": "modal",
+        "callback_id": view.get("callback_id", ""),
+        "title": view.get("title") or _plain("fusionbot"),
+        "close": _plain("Cancel"),
+        "private_metadata": view.get("private_metadata", ""),
+        "blocks": [{"type": "section", "text": _plain("Loading…")}],
     }
 
 
@@ -143,7 +195,7 @@ def tip_modal(channel_id: str) -> JSONDict:
 
 
 def input_modal(command: str, channel_id: str, message_ts: str | None) -> JSONDict:
-    """The small form behind a needs-input button (Ask, Reject, Duplicate, Approve)."""
+    """The small form behind a needs-input button (Ask, Reject, Duplicate)."""
     verb = command.strip().split(" ", 1)[0].lower()
     prompt = INPUT_PROMPTS[verb]
     return {
@@ -166,6 +218,56 @@ def input_modal(command: str, channel_id: str, message_ts: str | None) -> JSONDi
                 placeholder=prompt.placeholder,
                 hint=prompt.hint,
             ),
+        ],
+    }
+
+
+def approve_modal(tip_ref: str, channel_id: str, message_ts: str | None) -> JSONDict:
+    """The card's Approve form: TLP, caveats, partners, timing and title. It only spells
+    the ``approve`` command; the core checks every value and answers with the preview."""
+    tlps = [_option(label, value) for label, value in _TLP_CHOICES]
+    timings = [_option(label, value) for label, value in _TIMINGS]
+    return {
+        "type": "modal",
+        "callback_id": APPROVE_CALLBACK,
+        "title": _plain(f"Approve {tip_ref}"[:24]),
+        "submit": _plain("Preview"),
+        "close": _plain("Cancel"),
+        "private_metadata": json.dumps({"tip": tip_ref, "channel": channel_id, "ts": message_ts}),
+        "blocks": [
+            {
+                "type": "section",
+                "text": _plain(
+                    "Nothing is sent yet: you will first see who would receive the alert, "
+                    "with a button to confirm."
+                ),
+            },
+            _select(
+                "tlp",
+                "TLP",
+                tlps,
+                "Traffic Light Protocol",
+                initial=next(o for o in tlps if o["value"] == _DEFAULT_TLP),
+                required=True,
+            ),
+            _text_input("caveats", "Caveats", placeholder="e.g. LES, CUI", max_length=200),
+            _text_input(
+                "partners",
+                "Partners",
+                placeholder="e.g. metro-pd, transit — or all",
+                hint="Partner ids separated by commas, or all (every cleared, subscribed "
+                "partner). Empty means all.",
+                max_length=1000,
+            ),
+            _radio("timing", "When", timings, timings[0]),
+            _text_input(
+                "at",
+                "Time (for “At a set time”)",
+                placeholder="e.g. 2026-12-01T07:00",
+                hint="ISO time in the center's time zone, or with an offset (…-05:00).",
+                max_length=64,
+            ),
+            _text_input("title", "Title", placeholder="Leave empty for the tip's summary"),
         ],
     }
 
@@ -214,3 +316,39 @@ def input_text(command: str, typed: str) -> str:
     if command.split(" ", 1)[0].lower() == "dup":
         typed = " ".join(typed.split())
     return f"!{command} {typed}".rstrip()
+
+
+def _words(value: str) -> list[str]:
+    return [w for w in value.replace(",", " ").split() if w]
+
+
+def approve_text(tip_ref: str, values: Mapping[str, Any]) -> tuple[str | None, dict[str, str]]:
+    """``!approve T-1 tlp:amber caveat:LES to:metro-pd,transit now title: …`` from the
+    approve form — never with ``confirm``: the core answers with the preview. Returns the
+    text, or None with an error per block the form can point at."""
+    errors: dict[str, str] = {}
+    timing = state_value(values, "timing") or "now"
+    if timing not in {value for _, value in _TIMINGS}:
+        errors["timing"] = "Choose when to send it."
+    at = "T".join(state_value(values, "at").split())
+    if timing == "at" and not at:
+        errors["at"] = "Give the time to send it, e.g. 2026-12-01T07:00."
+    elif timing != "at" and at:
+        errors["at"] = "Choose “At a set time” to use this time, or leave it empty."
+    title = " ".join(state_value(values, "title").split())
+    if title and title.split()[-1].lower() == "confirm":
+        # The command reads a final "confirm" as the order to send.
+        errors["title"] = "Please don't end the title with the word “confirm”."
+    if errors:
+        return None, errors
+    tlp = "".join(state_value(values, "tlp").split()) or _DEFAULT_TLP
+    parts = [f"!approve {tip_ref}", f"tlp:{tlp}"]
+    caveats = _words(state_value(values, "caveats"))
+    if caveats:
+        parts.append("caveat:" + ",".join(caveats))
+    partners = _words(state_value(values, "partners"))
+    parts.append("to:" + (",".join(partners) if partners else "all"))
+    parts.append(f"at:{at}" if timing == "at" else timing)
+    if title:
+        parts.append(f"title: {title}")
+    return " ".join(parts), {}
