@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -49,11 +50,18 @@ def _check_policy_or_exit(settings: Settings) -> None:
 def main(ctx: typer.Context) -> None:
     """With no command: run."""
     if ctx.invoked_subcommand is None:
-        run()
+        run(with_console=False)
 
 
 @app.command()
-def run() -> None:
+def run(
+    with_console: bool = typer.Option(
+        False,
+        "--console",
+        help="Also run the console adapter on this terminal (or on lines piped in), in the "
+        "same process as Slack.",
+    ),
+) -> None:
     """Start the bot on every configured platform (the console when none is)."""
     settings = _settings()
     _check_policy_or_exit(settings)
@@ -65,11 +73,12 @@ def run() -> None:
     if settings.slack_signing_secret is None:
         typer.echo("Slack needs SLACK_SIGNING_SECRET as well as SLACK_BOT_TOKEN.", err=True)
         raise typer.Exit(2)
-    asyncio.run(serve_platforms(settings))
+    asyncio.run(serve_platforms(settings, with_console=with_console))
 
 
-async def serve_platforms(settings: Settings) -> None:
-    """Run the configured platforms until SIGINT or SIGTERM."""
+async def serve_platforms(settings: Settings, *, with_console: bool = False) -> None:
+    """Run the configured platforms until SIGINT or SIGTERM; with the console too, one
+    process bridges them (a tip typed on the console is triaged in Slack, and so on)."""
     import signal
 
     from bot.app import (
@@ -84,7 +93,12 @@ async def serve_platforms(settings: Settings) -> None:
     db = Database(settings.effective_database_url)
     # Partner workspaces that installed the app (OAuth), when a client id is configured.
     installations = slack_installations(settings, db)
-    bot = build(settings, senders=platform_senders(settings, installations), database=db)
+    senders = platform_senders(settings, installations)
+    if with_console:
+        from adapters.console.sender import ConsoleSender
+
+        senders["console"] = ConsoleSender(_print)
+    bot = build(settings, senders=senders, database=db)
     await bot.start()
     if installations is not None:
         await installations.create_tables()
@@ -112,11 +126,37 @@ async def serve_platforms(settings: Settings) -> None:
             logging.getLogger(__name__).info(
                 "slack: HTTP mode on http://%s:%d/slack/events", settings.http_host, port
             )
+        if with_console:
+            from adapters.console.adapter import ConsoleAdapter
+
+            adapter = ConsoleAdapter(
+                bot.handle,
+                bot.drain,
+                stdin=sys.stdin,
+                stderr=sys.stderr,
+                interactive=sys.stdin.isatty(),
+                welcome=_welcome(bot.core.policy),
+            )
+            # At the end of the console's input the other platforms go on serving.
+            console_task = asyncio.create_task(adapter.run())
+            cleanups.append(lambda: _finish(console_task))
         await stop.wait()
     finally:
         for cleanup in reversed(cleanups):
             await cleanup()
         await bot.stop()
+
+
+def _print(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+async def _finish(task: asyncio.Task[object]) -> None:
+    if not task.done():
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 @app.command()

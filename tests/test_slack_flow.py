@@ -5,6 +5,7 @@ channels only; an unauthorised click changes nothing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -68,64 +69,74 @@ async def until(check: Any, seconds: float = 15.0) -> Any:
         await asyncio.sleep(0.05)
 
 
-@pytest.fixture
-async def running(tmp_path: Path) -> AsyncIterator[tuple[FakeSlackWebAPI, Slack]]:
-    async with FakeSlackWebAPI() as fake:
-        policy = tmp_path / "policy.toml"
-        policy.write_text(POLICY)
-        port = free_port()
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(ROOT),
-            "FUSIONBOT_POLICY": str(policy),
-            "FUSIONBOT_DATA_DIR": str(tmp_path / "data"),
-            "FUSIONBOT_DATABASE_URL": "",
-            "FUSIONBOT_HTTP_PORT": str(port),
-            "SLACK_BOT_TOKEN": DEFAULT_BOT_TOKEN,
-            "SLACK_SIGNING_SECRET": SECRET,
-            "SLACK_API_URL": fake.url,
-        }
-        log = tmp_path / "bot.log"
-        with log.open("wb") as output:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "bot",
-                "run",
-                cwd=tmp_path,
-                env=env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=output,
-                stderr=output,
-            )
+@contextlib.asynccontextmanager
+async def fusionbot_run(
+    tmp_path: Path, fake: FakeSlackWebAPI, policy_text: str = POLICY, *extra: str
+) -> AsyncIterator[tuple[Slack, asyncio.subprocess.Process, Path]]:
+    """`fusionbot run` as a real process with Slack pointed at the fake; stdin is a pipe
+    (for --console) and stdout/stderr go to a log file."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text(policy_text)
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "FUSIONBOT_POLICY": str(policy),
+        "FUSIONBOT_DATA_DIR": str(tmp_path / "data"),
+        "FUSIONBOT_DATABASE_URL": "",
+        "FUSIONBOT_HTTP_PORT": str(port),
+        "SLACK_BOT_TOKEN": DEFAULT_BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SECRET,
+        "SLACK_API_URL": fake.url,
+    }
+    log = tmp_path / "bot.log"
+    with log.open("wb") as output:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            "run",
+            *extra,
+            cwd=tmp_path,
+            env=env,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=output,
+            stderr=output,
+        )
+    try:
+        async with aiohttp.ClientSession() as session:
+            base = f"http://127.0.0.1:{port}"
+
+            async def healthy() -> bool:
+                try:
+                    async with session.get(f"{base}/healthz") as response:
+                        return response.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            for _ in range(400):
+                if process.returncode is not None:
+                    raise AssertionError(log.read_text())
+                if await healthy():
+                    break
+                await asyncio.sleep(0.05)
+            yield Slack(session, f"{base}/slack/events"), process, log
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
         try:
-            async with aiohttp.ClientSession() as session:
-                base = f"http://127.0.0.1:{port}"
-
-                async def healthy() -> bool:
-                    try:
-                        async with session.get(f"{base}/healthz") as response:
-                            return response.status == 200
-                    except aiohttp.ClientError:
-                        return False
-
-                for _ in range(400):
-                    if process.returncode is not None:
-                        raise AssertionError(log.read_text())
-                    if await healthy():
-                        break
-                    await asyncio.sleep(0.05)
-                yield fake, Slack(session, f"{base}/slack/events")
+            await asyncio.wait_for(process.wait(), 20)
         finally:
             if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), 20)
-            finally:
-                if process.returncode is None:
-                    process.kill()
-                    await process.wait()
-            assert process.returncode == 0, log.read_text()
+                process.kill()
+                await process.wait()
+        assert process.returncode == 0, log.read_text()
+
+
+@pytest.fixture
+async def running(tmp_path: Path) -> AsyncIterator[tuple[FakeSlackWebAPI, Slack]]:
+    async with FakeSlackWebAPI() as fake, fusionbot_run(tmp_path, fake) as (slack, _, _):
+        yield fake, slack
 
 
 def texts(messages: list[dict[str, Any]]) -> str:
@@ -198,3 +209,40 @@ async def test_tip_to_alert_through_slack(running: tuple[FakeSlackWebAPI, Slack]
     dm = await until(lambda: fake.dm_channel_id("UOLLY"))
     told = await until(lambda: [m for m in fake.messages(dm) if "useful" in texts([m])])
     assert "Metro Police Department" in texts(told)
+
+
+BRIDGE_POLICY = POLICY.replace(
+    'channels = ["slack:C0TIPS"]', 'channels = ["slack:C0TIPS", "console:#tips"]'
+)
+
+
+async def test_one_process_bridges_the_console_and_slack(tmp_path: Path) -> None:
+    """A tip typed on the console is carded in Slack and triaged there; the console
+    officer gets the receipt and the analyst's question on the console."""
+    async with (
+        FakeSlackWebAPI() as fake,
+        fusionbot_run(tmp_path, fake, BRIDGE_POLICY, "--console") as (slack, process, log),
+    ):
+        assert process.stdin is not None
+        process.stdin.write(b"@olly #tips !tip Van circling the depot | category: survl\n")
+        await process.stdin.drain()
+        card = await until(lambda: fake.messages("C0REVIEW"))
+        assert "T-1 · NEW" in texts(card)
+        await until(lambda: "@olly Received T-1" in log.read_text())
+
+        await slack.interaction(
+            block_actions(
+                "claim T-1", user="UANA", channel="C0REVIEW", trigger_id=fake.issue_trigger_id()
+            )
+        )
+        await slack.command(
+            "/fusion",
+            "ask T-1 Which depot?",
+            user="UANA",
+            channel="C0REVIEW",
+            trigger_id=fake.issue_trigger_id(),
+        )
+        await until(lambda: "@olly slack:UANA asks about your tip T-1" in log.read_text())
+        process.stdin.write(b"@olly @bot !reply T-1 The north depot\n")
+        await process.stdin.drain()
+        await until(lambda: "The north depot" in texts(fake.messages("C0REVIEW")))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TextIO
@@ -74,10 +75,11 @@ class ConsoleAdapter:
         if self._interactive and self._welcome:
             self._say(self._welcome)
         number = 0
+        lines = self._read_in_background()
         while True:
             if self._interactive:
                 self._prompt(speaker)
-            line = await asyncio.to_thread(self._stdin.readline)
+            line = await lines.get()
             if not line:
                 break
             number += 1
@@ -103,6 +105,22 @@ class ConsoleAdapter:
                 f"{count} message(s) kept in the outbox {where}; they go out on a later start."
             )
         return remaining
+
+    def _read_in_background(self) -> asyncio.Queue[str]:
+        """Lines from stdin via a daemon thread: a thread blocked reading a terminal must
+        not keep the process alive after the bot was told to stop."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[str] = asyncio.Queue()
+
+        def read() -> None:
+            while True:
+                line = self._stdin.readline()
+                loop.call_soon_threadsafe(queue.put_nowait, line)
+                if not line:
+                    return
+
+        threading.Thread(target=read, name="console-stdin", daemon=True).start()
+        return queue
 
     def _prompt(self, speaker: Speaker | None) -> None:
         who = f"{speaker.name} {speaker.where}" if speaker else "@<name> #<channel>"
