@@ -7,26 +7,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
-import signal
 import statistics
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from adapters.slack.http import EVENTS_PATH
 from adapters.slack.sender import CHANNEL_INTERVAL
-from tests.fakes.slack_web_api import DEFAULT_BOT_TOKEN, FakeSlackWebAPI
-from tests.matrix_server.synapse import free_port
+from tests.fakes.slack_web_api import FakeSlackWebAPI
 from tests.test_cli import ROOT
-from tests.test_slack_app import SECRET, Slack
-from tests.test_slack_flow import POLICY, until
+from tests.test_slack_app import Slack
+from tests.test_slack_flow import fusionbot_run, until
 
 REVIEW = "C0REVIEW"
 INTAKE = "C0TIPS"
@@ -40,64 +35,12 @@ async def running_bot(
     tmp_path: Path, **fake_options: Any
 ) -> AsyncIterator[tuple[FakeSlackWebAPI, Slack]]:
     """`fusionbot run` as a real process against a fake Slack built with `fake_options`
-    (e.g. a faster pace than Slack's), started as tests/test_slack_flow.py's fixture does."""
-    async with FakeSlackWebAPI(**fake_options) as fake:
-        policy = tmp_path / "policy.toml"
-        policy.write_text(POLICY)
-        port = free_port()
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(ROOT),
-            "FUSIONBOT_POLICY": str(policy),
-            "FUSIONBOT_DATA_DIR": str(tmp_path / "data"),
-            "FUSIONBOT_DATABASE_URL": "",
-            "FUSIONBOT_HTTP_PORT": str(port),
-            "SLACK_BOT_TOKEN": DEFAULT_BOT_TOKEN,
-            "SLACK_SIGNING_SECRET": SECRET,
-            "SLACK_API_URL": fake.url,
-        }
-        log = tmp_path / "bot.log"
-        with log.open("wb") as output:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "bot",
-                "run",
-                cwd=tmp_path,
-                env=env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=output,
-                stderr=output,
-            )
-        try:
-            # Room for a burst of concurrent requests: aiohttp's default pool holds 100.
-            async with aiohttp.ClientSession() as session:
-                base = f"http://127.0.0.1:{port}"
-
-                async def healthy() -> bool:
-                    try:
-                        async with session.get(f"{base}/healthz") as response:
-                            return response.status == 200
-                    except aiohttp.ClientError:
-                        return False
-
-                for _ in range(400):
-                    if process.returncode is not None:
-                        raise AssertionError(log.read_text())
-                    if await healthy():
-                        break
-                    await asyncio.sleep(0.05)
-                yield fake, Slack(session, f"{base}{EVENTS_PATH}")
-        finally:
-            if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), 20)
-            finally:
-                if process.returncode is None:
-                    process.kill()
-                    await process.wait()
-            assert process.returncode == 0, log.read_text()
+    (e.g. a faster pace than Slack's)."""
+    async with (
+        FakeSlackWebAPI(**fake_options) as fake,
+        fusionbot_run(tmp_path, fake) as (slack, _, _),
+    ):
+        yield fake, slack
 
 
 def card_counts(fake: FakeSlackWebAPI, channel: str = REVIEW) -> Counter[int]:

@@ -56,6 +56,7 @@ DEFAULT_TEAM_NAME = "Default Workspace"
 DEFAULT_BOT_TOKEN = "xoxb-test"
 DEFAULT_BOT_USER_ID = "U0DEFAULTBOT"
 DEFAULT_APP_ID = "A0FAKEAPP01"
+DEFAULT_APP_TOKEN = "xapp-test"  # app-level token for Socket Mode
 DEFAULT_CLIENT_ID = "1111111111.2222222222"
 DEFAULT_CLIENT_SECRET = "fake-client-secret"
 
@@ -533,6 +534,10 @@ class FakeSlackWebAPI:
         self._storm_until: float | None = None
         self._serial = itertools.count(1)
         self._ts_serial = itertools.count(1)
+        # Socket Mode: the app's WebSocket connections and what it sent back on them.
+        self._sockets: list[web.WebSocketResponse] = []
+        self.socket_replies: list[JSONDict] = []
+        self._envelopes = itertools.count(1)
 
         self._handlers: dict[str, Callable[[_Ctx], JSONDict]] = {
             "auth.test": self._auth_test,
@@ -562,6 +567,7 @@ class FakeSlackWebAPI:
         self._stopping = asyncio.Event()
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle)
+        app.router.add_get("/socket", self._socket)
         # A short shutdown: a request held by fail_next(delay=...) must not hold up stop().
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
         await runner.setup()
@@ -579,6 +585,8 @@ class FakeSlackWebAPI:
         if runner is None:
             return
         self._stopping.set()
+        for socket in list(self._sockets):
+            await socket.close()
         await runner.cleanup()
 
     async def __aenter__(self) -> FakeSlackWebAPI:
@@ -784,6 +792,50 @@ class FakeSlackWebAPI:
         view = self._home_views.get((team_id, user_id))
         return copy.deepcopy(view) if view is not None else None
 
+    # --------------------------------------------------------------- Socket Mode
+
+    @property
+    def socket_connected(self) -> bool:
+        return bool(self._sockets)
+
+    async def send_envelope(self, kind: str, payload: JSONDict) -> str:
+        """Deliver a request over Socket Mode as Slack does (``slash_commands``,
+        ``interactive``, ``events_api``); returns the envelope id the app must ack."""
+        if not self._sockets:
+            raise RuntimeError("no Socket Mode connection")
+        envelope_id = f"envelope-{next(self._envelopes)}"
+        await self._sockets[0].send_json(
+            {
+                "envelope_id": envelope_id,
+                "type": kind,
+                "payload": payload,
+                "accepts_response_payload": kind != "events_api",
+                "retry_attempt": 0,
+                "retry_reason": "",
+            }
+        )
+        return envelope_id
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        self._sockets.append(socket)
+        await socket.send_json(
+            {
+                "type": "hello",
+                "num_connections": len(self._sockets),
+                "debug_info": {"host": "fake", "approximate_connection_time": 3600},
+                "connection_info": {"app_id": self.app_id},
+            }
+        )
+        try:
+            async for message in socket:
+                if message.type == web.WSMsgType.TEXT:
+                    self.socket_replies.append(json.loads(message.data))
+        finally:
+            self._sockets.remove(socket)
+        return socket
+
     # --------------------------------------------------------------- HTTP plumbing
 
     async def _handle(self, request: web.Request) -> web.Response:
@@ -800,6 +852,11 @@ class FakeSlackWebAPI:
         self.calls.append(Call(method, public, team_id))
         try:
             await self._misbehave(method)
+            if method == "apps.connections.open":
+                # Socket Mode: only the app-level token opens a connection.
+                if token != DEFAULT_APP_TOKEN:
+                    raise SlackError("invalid_auth")
+                return web.json_response({"ok": True, "url": f"ws://127.0.0.1:{self._port}/socket"})
             handler = self._handlers.get(method)
             if handler is None:
                 # Loud on purpose: a method the fake lacks is a gap in the fake, not in the app.
