@@ -11,6 +11,7 @@ import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -42,11 +43,21 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
+async def forget_old_slack_events(core: Core) -> int:
+    """Event ids of Slack deliveries are kept a day: long past Slack's retries."""
+    from storage.slack_events_repo import forget_before
+
+    async with core.db.transaction() as conn:
+        return await forget_before(conn, core.clock.now() - timedelta(days=1))
+
+
 DEFAULT_JOBS: dict[str, Job] = {
     "scheduled_alerts": release_due_alerts,
     "digests": send_digests,
     "sla": remind_overdue,
     "retention": purge_expired,
+    "slack_events": forget_old_slack_events,
 }
 
 

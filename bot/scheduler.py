@@ -30,6 +30,7 @@ _RUNNING: dict[str, BotScheduler] = {}
 
 RETENTION_CRON = "30 3 * * *"  # nightly, at a quiet hour in the center's time zone
 SWEEP_SECONDS = 15  # scheduled alerts and SLA reminders: at most this late
+SWEEPS = ("scheduled_alerts", "sla")
 
 
 async def fire(scheduler_name: str, job: str) -> None:
@@ -77,14 +78,12 @@ class BotScheduler:
                     CronTrigger.from_crontab(partner.digest, timezone=tz),
                     "digests",
                 )
-        if "retention" in self.jobs:
-            wanted["retention"] = (
-                CronTrigger.from_crontab(RETENTION_CRON, timezone=tz),
-                "retention",
-            )
-        for job in ("scheduled_alerts", "sla"):
-            if job in self.jobs:
+        for job in self.jobs:
+            if job in SWEEPS:
                 wanted[job] = (IntervalTrigger(seconds=SWEEP_SECONDS, timezone=tz), job)
+            elif job != "digests":
+                # Retention and housekeeping: nightly, at a quiet hour.
+                wanted[job] = (CronTrigger.from_crontab(RETENTION_CRON, timezone=tz), job)
         for job_id, (trigger, job) in wanted.items():
             scheduler.add_job(
                 fire, trigger, id=job_id, args=[self.name, job], replace_existing=True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -19,3 +20,9 @@ async def first_time(conn: AsyncConnection, event_id: str, *, now: datetime) -> 
         .on_conflict_do_nothing(index_elements=[slack_events.c.event_id])
     )
     return result.rowcount == 1
+
+
+async def forget_before(conn: AsyncConnection, cutoff: datetime) -> int:
+    """Slack retries within minutes; ids older than that need not be kept."""
+    result = await conn.execute(delete(slack_events).where(slack_events.c.received_at < cutoff))
+    return int(result.rowcount or 0)
