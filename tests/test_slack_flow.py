@@ -69,26 +69,33 @@ async def until(check: Any, seconds: float = 15.0) -> Any:
         await asyncio.sleep(0.05)
 
 
+def bot_environment(
+    tmp_path: Path, fake: FakeSlackWebAPI, policy_text: str = POLICY, **more: str
+) -> dict[str, str]:
+    """The environment of a `fusionbot run` on a fresh SQLite file, Slack at the fake."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text(policy_text)
+    return {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "FUSIONBOT_POLICY": str(policy),
+        "FUSIONBOT_DATA_DIR": str(tmp_path / "data"),
+        "FUSIONBOT_DATABASE_URL": "",
+        "SLACK_BOT_TOKEN": DEFAULT_BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SECRET,
+        "SLACK_API_URL": fake.url,
+        **more,
+    }
+
+
 @contextlib.asynccontextmanager
 async def fusionbot_run(
     tmp_path: Path, fake: FakeSlackWebAPI, policy_text: str = POLICY, *extra: str
 ) -> AsyncIterator[tuple[Slack, asyncio.subprocess.Process, Path]]:
     """`fusionbot run` as a real process with Slack pointed at the fake; stdin is a pipe
     (for --console) and stdout/stderr go to a log file."""
-    policy = tmp_path / "policy.toml"
-    policy.write_text(policy_text)
     port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "FUSIONBOT_POLICY": str(policy),
-        "FUSIONBOT_DATA_DIR": str(tmp_path / "data"),
-        "FUSIONBOT_DATABASE_URL": "",
-        "FUSIONBOT_HTTP_PORT": str(port),
-        "SLACK_BOT_TOKEN": DEFAULT_BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": SECRET,
-        "SLACK_API_URL": fake.url,
-    }
+    env = bot_environment(tmp_path, fake, policy_text, FUSIONBOT_HTTP_PORT=str(port))
     log = tmp_path / "bot.log"
     with log.open("wb") as output:
         process = await asyncio.create_subprocess_exec(

@@ -4,32 +4,17 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 from pathlib import Path
 
-from tests.fakes.slack_web_api import DEFAULT_APP_TOKEN, DEFAULT_BOT_TOKEN, FakeSlackWebAPI
-from tests.test_cli import ROOT
-from tests.test_slack_app import SECRET
-from tests.test_slack_flow import POLICY, texts, until
+from tests.fakes.slack_web_api import DEFAULT_APP_TOKEN, FakeSlackWebAPI
+from tests.test_slack_flow import bot_environment, texts, until
 
 
 async def test_socket_mode_files_a_tip_and_acks_its_envelope(tmp_path: Path) -> None:
-    policy = tmp_path / "policy.toml"
-    policy.write_text(POLICY)
     async with FakeSlackWebAPI() as fake:
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(ROOT),
-            "FUSIONBOT_POLICY": str(policy),
-            "FUSIONBOT_DATA_DIR": str(tmp_path / "data"),
-            "FUSIONBOT_DATABASE_URL": "",
-            "SLACK_BOT_TOKEN": DEFAULT_BOT_TOKEN,
-            "SLACK_SIGNING_SECRET": SECRET,
-            "SLACK_APP_TOKEN": DEFAULT_APP_TOKEN,
-            "SLACK_API_URL": fake.url,
-        }
+        env = bot_environment(tmp_path, fake, SLACK_APP_TOKEN=DEFAULT_APP_TOKEN)
         log = tmp_path / "bot.log"
         with log.open("wb") as output:
             process = await asyncio.create_subprocess_exec(
