@@ -173,17 +173,20 @@ async def test_a_person_gets_a_direct_room(synapse: SynapseServer) -> None:  # n
         room_id = parse_ref(first)[0]
         assert parse_ref(second)[0] == room_id  # reused
 
+        invite_state: list[Any] = []
         async with asyncio.timeout(10):
-            while room_id not in person.invited_rooms:
-                await person.sync(timeout=500)
-        sync = await person.sync(timeout=0, full_state=True)
-        assert isinstance(sync, SyncResponse)
+            while not invite_state:
+                sync = await person.sync(timeout=500)
+                assert isinstance(sync, SyncResponse), sync
+                if room_id in sync.rooms.invite:
+                    invite_state = sync.rooms.invite[room_id].invite_state
         member = [
             e
-            for e in sync.rooms.invite[room_id].invite_state
+            for e in invite_state
             if isinstance(e, InviteMemberEvent) and e.state_key == person.user_id
         ]
         assert member and member[0].content.get("is_direct") is True
+        assert member[0].sender == bot.user_id
 
         # An "ephemeral" reply goes to the person's direct room too.
         ephemeral = Outgoing(
