@@ -33,8 +33,9 @@ def _settings() -> Settings:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # Migration chatter is noise on a console session.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Migration and scheduler chatter is noise on a console session.
+    for chatty in ("alembic", "apscheduler"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     return settings
 
 
