@@ -40,10 +40,3 @@ def is_channel(address: str) -> bool:
         return rest.startswith("!") or rest.startswith("#")
     # Slack: C… public, G… private, D… DM channels, or team_id/channel_id for other workspaces.
     return "/" in rest or rest[:1] in ("C", "G", "D")
-
-
-def display_name(address: str) -> str:
-    platform, rest = split_address(address)
-    if platform == "console":
-        return rest
-    return address

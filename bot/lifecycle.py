@@ -36,9 +36,6 @@ class Refused(UserError):
     """A transition that must not happen; the message is shown to the person as is."""
 
 
-_WORKING = (TipState.CLAIMED, TipState.NEEDS_INFO)
-
-
 def next_state(tip: Tip, verb: Verb, actor: Actor) -> TipState:
     """The state the tip moves to, or :class:`Refused` saying why not and what to do."""
     if tip.purged_at is not None:
@@ -95,7 +92,3 @@ def _reply(tip: Tip, actor: Actor) -> TipState:
     # An answer puts a tip that waited for information back in the analyst's hands;
     # extra facts on any other open tip are simply added to it.
     return TipState.CLAIMED if tip.state is TipState.NEEDS_INFO else tip.state
-
-
-def is_working(state: TipState) -> bool:
-    return state in _WORKING

@@ -61,7 +61,3 @@ class Message(BaseModel):
         if self.buttons:
             lines.append("  ".join(f"[{b.label}: !{b.command}]" for b in self.buttons))
         return lines
-
-
-def text_message(text: str) -> Message:
-    return Message(text=text)

@@ -246,15 +246,6 @@ async def post_status(
     return None if row is None else (row.state, row.platform_ref)
 
 
-async def next_due_at(conn: AsyncConnection, platforms: Iterable[str]) -> datetime | None:
-    platform_filter = or_(*(outbox.c.target.startswith(f"{p}:") for p in platforms))
-    return await conn.scalar(
-        select(func.min(outbox.c.next_attempt_at)).where(
-            platform_filter, outbox.c.state.in_((PENDING, SENDING))
-        )
-    )
-
-
 async def count_by_state(conn: AsyncConnection) -> dict[str, int]:
     rows = await conn.execute(select(outbox.c.state, func.count()).group_by(outbox.c.state))
     return {state: int(n) for state, n in rows}
