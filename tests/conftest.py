@@ -3,12 +3,15 @@ FUSIONBOT_TEST_DATABASE_URL is set (CI sets it); otherwise those runs skip, sayi
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from storage.db import Database
@@ -51,6 +54,29 @@ async def reset_postgres(url: str) -> None:
     await engine.dispose()
 
 
+async def _create_or_drop(server_url: str, statement: str) -> None:
+    engine = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def private_postgres_url() -> Iterator[str]:
+    """A database of this test run's own on the configured server, so that two runs
+    (a developer's and CI's, or parallel helpers) never drop each other's tables.
+    Dropped at the end; ``WITH (FORCE)`` ends connections a killed bot process left."""
+    if not PG_URL:
+        pytest.skip(PG_SKIP_REASON)
+    name = f"fusionbot_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    server = PG_URL
+    asyncio.run(_create_or_drop(server, f'CREATE DATABASE "{name}"'))
+    yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    asyncio.run(_create_or_drop(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A URL to an empty database, once per backend."""
@@ -58,7 +84,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite+aiosqlite:///{tmp_path / 'fusionbot.db'}"
     if not PG_URL:
         pytest.skip(PG_SKIP_REASON)
-    return PG_URL
+    return request.getfixturevalue("private_postgres_url")
 
 
 @pytest.fixture
