@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from bot.categories import CATEGORIES, PART_B_NOTE
@@ -21,7 +21,10 @@ STATE_BADGE = {
 
 
 def local_time(when: datetime, tz: ZoneInfo) -> str:
-    return when.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
+    # Through UTC: astimezone() to the zone a time already carries changes nothing, so a
+    # wall time the clocks skipped (02:30 on the spring-forward day, as APScheduler and a
+    # bare at: give it) would be shown as "02:30 EST" instead of the 03:30 EDT it is.
+    return when.astimezone(UTC).astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
 
 
 def card_key(tip_id: int) -> str:

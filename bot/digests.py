@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
@@ -36,7 +36,14 @@ def latest_fire(cron: str, tz: ZoneInfo, *, since: datetime, now: datetime) -> d
     if fire is None or fire > now:
         return None
     for _ in range(_MAX_STEPS):
-        following = trigger.get_next_fire_time(fire, fire + timedelta(microseconds=1))
+        # The next fire after this one, asked from the UTC instant just past it and without
+        # a previous fire time. In the hour repeated when DST ends, APScheduler 3.11 given
+        # the previous fire (01:30 EST) and a local "just after" answers 01:30 EST again:
+        # local datetime arithmetic drops ``fold``. The walk then stalled for _MAX_STEPS
+        # steps (seconds of CPU inside a transaction) and returned a stale period.
+        following = trigger.get_next_fire_time(
+            None, fire.astimezone(UTC) + timedelta(microseconds=1)
+        )
         if following is None or following > now:
             break
         fire = following

@@ -9,7 +9,7 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -90,13 +90,23 @@ def bot_environment(
 
 @contextlib.asynccontextmanager
 async def fusionbot_run(
-    tmp_path: Path, fake: FakeSlackWebAPI, policy_text: str = POLICY, *extra: str
+    tmp_path: Path,
+    fake: FakeSlackWebAPI,
+    policy_text: str = POLICY,
+    *extra: str,
+    env: Mapping[str, str] | None = None,
+    log_name: str = "bot.log",
+    may_be_killed: bool = False,
 ) -> AsyncIterator[tuple[Slack, asyncio.subprocess.Process, Path]]:
     """`fusionbot run` as a real process with Slack pointed at the fake; stdin is a pipe
-    (for --console) and stdout/stderr go to a log file."""
+    (for --console) and stdout/stderr go to a log file. `env` adds to the environment
+    (e.g. FUSIONBOT_DATABASE_URL); with `may_be_killed` the test may SIGKILL it (crash
+    tests); otherwise it must exit cleanly when stopped."""
     port = free_port()
-    env = bot_environment(tmp_path, fake, policy_text, FUSIONBOT_HTTP_PORT=str(port))
-    log = tmp_path / "bot.log"
+    env = bot_environment(
+        tmp_path, fake, policy_text, FUSIONBOT_HTTP_PORT=str(port), **dict(env or {})
+    )
+    log = tmp_path / log_name
     with log.open("wb") as output:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -137,7 +147,8 @@ async def fusionbot_run(
             if process.returncode is None:
                 process.kill()
                 await process.wait()
-        assert process.returncode == 0, log.read_text()
+        if not (may_be_killed and process.returncode == -signal.SIGKILL):
+            assert process.returncode == 0, log.read_text()
 
 
 @pytest.fixture
