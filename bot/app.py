@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.addresses import split_address
@@ -39,14 +40,15 @@ from storage.db import Database
 if TYPE_CHECKING:
     from slack_bolt.async_app import AsyncApp
 
+    from adapters.matrix.runtime import MatrixRuntime
     from adapters.slack.oauth import SlackInstallations
 
 log = logging.getLogger(__name__)
 
 
-async def forget_old_slack_events(core: Core) -> int:
-    """Event ids of Slack deliveries are kept a day: long past Slack's retries."""
-    from storage.slack_events_repo import forget_before
+async def forget_old_events(core: Core) -> int:
+    """Ids of handled Slack and Matrix events are kept a day: long past any redelivery."""
+    from storage.handled_events_repo import forget_before
 
     async with core.db.transaction() as conn:
         return await forget_before(conn, core.clock.now() - timedelta(days=1))
@@ -57,7 +59,7 @@ DEFAULT_JOBS: dict[str, Job] = {
     "digests": send_digests,
     "sla": remind_overdue,
     "retention": purge_expired,
-    "slack_events": forget_old_slack_events,
+    "forget_events": forget_old_events,
 }
 
 
@@ -69,6 +71,8 @@ class FusionBot:
     worker: OutboxWorker
     scheduler: BotScheduler
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # Run after the outbox worker has stopped (connections its senders use).
+    after_stop: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
 
     @property
     def db(self) -> Database:
@@ -98,6 +102,9 @@ class FusionBot:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(task, timeout=10)
         self._tasks.clear()
+        for close in reversed(self.after_stop):
+            await close()
+        self.after_stop.clear()
         await self.db.dispose()
 
     async def drain(self, seconds: float = 30.0) -> dict[str, int]:
@@ -217,7 +224,7 @@ async def slack_app(bot: FusionBot) -> AsyncApp:
 
     from adapters.slack.app import create_slack_app
     from adapters.slack.identity import who_am_i
-    from storage.slack_events_repo import first_time
+    from storage.handled_events_repo import first_time
 
     async def seen_before(event_id: str) -> bool:
         async with bot.db.transaction() as conn:
@@ -237,6 +244,33 @@ async def slack_app(bot: FusionBot) -> AsyncApp:
         seen_before=seen_before,
         identity=identity,
     )
+
+
+async def start_matrix(bot: FusionBot) -> MatrixRuntime:
+    """Log the bot in to its homeserver and start the sync loop; the Matrix sender joins
+    the outbox once the first sync is done."""
+    from adapters.matrix.runtime import MatrixRuntime
+    from adapters.matrix.session import MatrixAccount
+
+    settings = bot.settings
+    if settings.matrix_homeserver is None or settings.matrix_user_id is None:
+        raise ValueError("Matrix needs MATRIX_HOMESERVER and MATRIX_USER_ID")
+    account = MatrixAccount(
+        homeserver=settings.matrix_homeserver,
+        user_id=settings.matrix_user_id,
+        password=_secret(settings.matrix_password),
+        access_token=_secret(settings.matrix_access_token),
+        device_id=settings.matrix_device_id,
+    )
+    runtime = await MatrixRuntime.start(
+        account, bot.core, bot.handle, settings.data_dir, bot.worker.add_sender
+    )
+    bot.after_stop.append(runtime.close)
+    return runtime
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
 
 
 def build(

@@ -7,13 +7,23 @@ import contextlib
 import logging
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import typer
 
+from adapters.matrix.session import MatrixLoginError
+from bot.app import slack_app, start_matrix
 from bot.policy_loader import PolicyError, load_policy
 from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from adapters.slack.oauth import SlackInstallations
+    from bot.app import FusionBot
+
+Cleanup = Callable[[], Awaitable[object]]
+log = logging.getLogger(__name__)
 
 app = typer.Typer(
     help="fusionbot: tips from the street to cleared partners.", no_args_is_help=False
@@ -66,15 +76,25 @@ def run(
     """Start the bot on every configured platform (the console when none is)."""
     settings = _settings()
     _check_policy_or_exit(settings)
-    if settings.matrix_homeserver is not None:
-        typer.echo("Matrix is configured, but its adapter is not in this version yet.", err=True)
-    if settings.slack_bot_token is None:
+    slack = settings.slack_bot_token is not None
+    matrix = settings.matrix_homeserver is not None
+    if not slack and not matrix:
         asyncio.run(run_console(settings, sys.stdin, sys.stdout, sys.stderr))
         return
-    if settings.slack_signing_secret is None:
+    if slack and settings.slack_signing_secret is None:
         typer.echo("Slack needs SLACK_SIGNING_SECRET as well as SLACK_BOT_TOKEN.", err=True)
         raise typer.Exit(2)
-    asyncio.run(serve_platforms(settings, with_console=with_console))
+    if matrix and settings.matrix_user_id is None:
+        typer.echo("Matrix needs MATRIX_USER_ID as well as MATRIX_HOMESERVER.", err=True)
+        raise typer.Exit(2)
+    if matrix and settings.matrix_password is None and settings.matrix_access_token is None:
+        typer.echo("Matrix needs MATRIX_PASSWORD or MATRIX_ACCESS_TOKEN.", err=True)
+        raise typer.Exit(2)
+    try:
+        asyncio.run(serve_platforms(settings, with_console=with_console))
+    except MatrixLoginError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
 
 
 async def serve_platforms(settings: Settings, *, with_console: bool = False) -> None:
@@ -82,13 +102,7 @@ async def serve_platforms(settings: Settings, *, with_console: bool = False) -> 
     process bridges them (a tip typed on the console is triaged in Slack, and so on)."""
     import signal
 
-    from bot.app import (
-        attach_installations,
-        build,
-        platform_senders,
-        slack_app,
-        slack_installations,
-    )
+    from bot.app import attach_installations, build, platform_senders, slack_installations
     from storage.db import Database
 
     db = Database(settings.effective_database_url)
@@ -110,23 +124,11 @@ async def serve_platforms(settings: Settings, *, with_console: bool = False) -> 
         loop.add_signal_handler(signum, stop.set)
     cleanups = []
     try:
-        app = await slack_app(bot)
-        if settings.slack_app_token is not None:
-            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-
-            socket = AsyncSocketModeHandler(app, settings.slack_app_token.get_secret_value())
-            await socket.connect_async()
-            cleanups.append(socket.close_async)
-            logging.getLogger(__name__).info("slack: Socket Mode connected")
-        else:
-            from adapters.slack.http import start_http
-
-            port = settings.http_port or 3000
-            runner = await start_http(app, port, settings.http_host, installations=installations)
-            cleanups.append(runner.cleanup)
-            logging.getLogger(__name__).info(
-                "slack: HTTP mode on http://%s:%d/slack/events", settings.http_host, port
-            )
+        if settings.matrix_homeserver is not None:
+            matrix = await start_matrix(bot)
+            cleanups.append(matrix.stop)
+        if settings.slack_bot_token is not None:
+            await _serve_slack(bot, installations, cleanups)
         if with_console:
             from adapters.console.adapter import ConsoleAdapter
 
@@ -146,6 +148,28 @@ async def serve_platforms(settings: Settings, *, with_console: bool = False) -> 
         for cleanup in reversed(cleanups):
             await cleanup()
         await bot.stop()
+
+
+async def _serve_slack(
+    bot: FusionBot, installations: SlackInstallations | None, cleanups: list[Cleanup]
+) -> None:
+    """Slack over Socket Mode when SLACK_APP_TOKEN is set, otherwise over HTTP."""
+    settings = bot.settings
+    app = await slack_app(bot)
+    if settings.slack_app_token is not None:
+        from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+        socket = AsyncSocketModeHandler(app, settings.slack_app_token.get_secret_value())
+        await socket.connect_async()
+        cleanups.append(socket.close_async)
+        log.info("slack: Socket Mode connected")
+        return
+    from adapters.slack.http import start_http
+
+    port = settings.http_port or 3000
+    runner = await start_http(app, port, settings.http_host, installations=installations)
+    cleanups.append(runner.cleanup)
+    log.info("slack: HTTP mode on http://%s:%d/slack/events", settings.http_host, port)
 
 
 def _print(text: str) -> None:

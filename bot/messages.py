@@ -38,6 +38,9 @@ class Message(BaseModel):
     caveats: list[str] = Field(default_factory=list)
     buttons: list[Button] = Field(default_factory=list)
     footer: str | None = None
+    # The platform's id for the message this one answers, so that platforms with replies
+    # and threads (Matrix) show the answer under the question; others ignore it.
+    reply_to: str | None = None
 
     @property
     def banner(self) -> str | None:

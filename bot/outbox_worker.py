@@ -69,6 +69,11 @@ class OutboxWorker:
     def wake(self) -> None:
         self._wake.set()
 
+    def add_sender(self, sender: Sender) -> None:
+        """A platform that connects after the start (Matrix, once its first sync is done)."""
+        self.senders[sender.platform] = sender
+        self.wake()
+
     async def run(self) -> None:
         """Deliver until stopped; woken after every commit that queued something."""
         while not self._stopping:

@@ -27,6 +27,8 @@ async def reply(
 ) -> None:
     if isinstance(message, str):
         message = Message(text=message)
+    if to.source_ref is not None and message.reply_to is None:
+        message = message.model_copy(update={"reply_to": to.source_ref})
     if to.is_dm:
         await enqueue_post(conn, target=to.actor, message=message, now=now)
     else:

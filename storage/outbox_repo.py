@@ -150,6 +150,34 @@ async def message_targets(conn: AsyncConnection, message_key: str) -> list[str]:
     return list(dict.fromkeys(r.target for r in rows))
 
 
+async def message_at(conn: AsyncConnection, platform_ref: str) -> OutboxRow | None:
+    """The message a platform reference points at, as it reads now: the post, or its
+    latest edit (a reaction to a card acts on the card's current buttons)."""
+    post = (
+        await conn.execute(
+            select(outbox).where(outbox.c.platform_ref == platform_ref, outbox.c.op == "post")
+        )
+    ).first()
+    if post is None:
+        return None
+    if post.message_key is None:
+        return _row(post)
+    latest = (
+        await conn.execute(
+            select(outbox)
+            .where(
+                outbox.c.message_key == post.message_key,
+                outbox.c.target == post.target,
+                outbox.c.op.in_(("post", "edit")),
+                outbox.c.id >= post.id,
+            )
+            .order_by(outbox.c.id.desc())
+            .limit(1)
+        )
+    ).first()
+    return _row(latest or post)
+
+
 async def claim_due(
     conn: AsyncConnection,
     *,

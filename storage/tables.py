@@ -93,6 +93,8 @@ outbox = Table(
     Column("sent_at", UTCDateTime),
     Index("ix_outbox_due", "state", "next_attempt_at"),
     Index("ix_outbox_message", "message_key", "target"),
+    # A reaction names the message it reacts to by the platform's id for it.
+    Index("ix_outbox_platform_ref", "platform_ref"),
 )
 
 audit_log = Table(
@@ -180,10 +182,11 @@ alert_feedback = Table(
     Column("at", UTCDateTime, nullable=False),
 )
 
-# Events API deliveries already handled: Slack sends the same event_id again when it
-# thinks a delivery failed (X-Slack-Retry-Num), and a retry must not act twice.
-slack_events = Table(
-    "slack_events",
+# Platform events already handled: Slack sends the same event_id again when it thinks a
+# delivery failed (X-Slack-Retry-Num); a Matrix sync after a crash may repeat events handled
+# just before it. Neither may act twice.
+handled_events = Table(
+    "handled_events",
     metadata,
     Column("event_id", String(255), primary_key=True),
     Column("received_at", UTCDateTime, nullable=False),

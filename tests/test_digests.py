@@ -189,10 +189,10 @@ async def test_apscheduler_keeps_jobs_in_the_database_and_follows_reloads(db, tm
             "digest:metro-pd",
             "digest:state-police",
             "digest:transit",
+            "forget_events",
             "retention",
             "scheduled_alerts",
             "sla",
-            "slack_events",
         ]
         async with db.read() as conn:
             stored = {r[0] for r in await conn.execute(text("SELECT id FROM scheduler_jobs"))}

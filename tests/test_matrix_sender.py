@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -99,6 +101,21 @@ async def shared_room(bot: AsyncClient, reader: AsyncClient) -> str:
     return created.room_id
 
 
+@contextlib.asynccontextmanager
+async def syncing(client: AsyncClient) -> AsyncIterator[None]:
+    """The bot's sync loop, as the listener runs it in production: an encrypting client
+    sends only to rooms its sync has shown it."""
+    first = await client.sync(timeout=0, full_state=True)
+    assert isinstance(first, SyncResponse), first
+    task = asyncio.create_task(client.sync_forever(timeout=500))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def timeline(reader: AsyncClient, room_id: str) -> list[dict[str, Any]]:
     """The room's recent events as raw JSON, oldest first."""
     synced = await reader.sync(timeout=0)
@@ -117,6 +134,7 @@ async def test_post_resend_edit_and_redact(synapse: SynapseServer) -> None:  # n
     reader = await make_client(synapse, "reader")
     try:
         room_id = await shared_room(bot, reader)
+        await bot.sync(timeout=0, full_state=True)
         sender = MatrixSender(bot)
         assert bot.config.max_limit_exceeded == 0
         target = f"matrix:{room_id}"
@@ -168,8 +186,9 @@ async def test_a_person_gets_a_direct_room(synapse: SynapseServer) -> None:  # n
         await person.sync(timeout=0)
         sender = MatrixSender(bot)
         target = f"matrix:{person.user_id}"
-        first = await sender.post(Outgoing(target=target, message=card(), key="dm-1"))
-        second = await sender.post(Outgoing(target=target, message=card(), key="dm-2"))
+        async with syncing(bot):
+            first = await sender.post(Outgoing(target=target, message=card(), key="dm-1"))
+            second = await sender.post(Outgoing(target=target, message=card(), key="dm-2"))
         room_id = parse_ref(first)[0]
         assert parse_ref(second)[0] == room_id  # reused
 
@@ -188,11 +207,12 @@ async def test_a_person_gets_a_direct_room(synapse: SynapseServer) -> None:  # n
         assert member and member[0].content.get("is_direct") is True
         assert member[0].sender == bot.user_id
 
-        # An "ephemeral" reply goes to the person's direct room too.
+        # A private note about a channel goes to the person's direct room too.
         ephemeral = Outgoing(
             target="matrix:!elsewhere", message=card(), key="eph-1", ephemeral_to=target
         )
-        assert parse_ref(await sender.post(ephemeral))[0] == room_id
+        async with syncing(bot):
+            assert parse_ref(await sender.post(ephemeral))[0] == room_id
     finally:
         await bot.close()
         await person.close()
@@ -205,7 +225,8 @@ async def test_a_room_the_bot_is_not_in_is_permanent(synapse: SynapseServer) -> 
         created = await other.room_create(name="private")
         assert isinstance(created, RoomCreateResponse)
         sender = MatrixSender(bot)
-        with pytest.raises(PermanentFailure, match="M_FORBIDDEN"):
+        await bot.sync(timeout=0, full_state=True)
+        with pytest.raises(PermanentFailure, match="not in"):
             await sender.post(
                 Outgoing(target=f"matrix:{created.room_id}", message=card(), key="x-1")
             )
@@ -227,6 +248,7 @@ async def test_m_limit_exceeded_becomes_rate_limited(synapse: SynapseServer) -> 
         )
         created = await bot.room_create(name="slow")
         assert isinstance(created, RoomCreateResponse)
+        await bot.sync(timeout=0, full_state=True)
         sender = MatrixSender(bot)
         target = f"matrix:{created.room_id}"
         with pytest.raises(RateLimited) as limited:

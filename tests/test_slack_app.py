@@ -32,7 +32,7 @@ from bot.policy_loader import parse_policy
 from bot.settings import Settings
 from commands.context import Command
 from storage.db import Database
-from storage.tables import slack_events, tips
+from storage.tables import handled_events, tips
 from tests.fakes.slack_web_api import DEFAULT_BOT_TOKEN, DEFAULT_TEAM_ID, FakeSlackWebAPI
 from tests.snapshots import outbox_targets
 
@@ -802,7 +802,7 @@ async def test_a_retried_dm_tip_is_filed_once(db: Database, fake: FakeSlackWebAP
         await bot.drain(10)
     async with db.read() as conn:
         assert len((await conn.execute(select(tips.c.id))).all()) == 1
-        events = (await conn.execute(select(slack_events.c.event_id))).scalars().all()
+        events = (await conn.execute(select(handled_events.c.event_id))).scalars().all()
         assert events == ["Ev0TIP"]
     assert [m for m in fake.messages("C0REVIEW") if "T-1" in str(m)]
     dm = fake.dm_channel_id("UOLLY")

@@ -59,6 +59,8 @@ async def test_a_notice_reaches_an_invited_user(synapse: SynapseServer) -> None:
         assert isinstance(joined, JoinResponse), joined
         await sync_until(bob, lambda sync: room_id in sync.rooms.join)
 
+        # With encryption support installed, nio sends only to rooms its sync has shown.
+        await alice.sync(timeout=0, full_state=True)
         sent = await alice.room_send(
             room_id, "m.room.message", {"msgtype": "m.notice", "body": "TIP T-1 received"}
         )

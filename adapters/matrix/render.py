@@ -28,6 +28,13 @@ from typing import Any
 
 from bot.messages import Message
 
+# Synapse refuses events over 65,536 bytes, and encryption inflates content by about a
+# third (base64). These budgets keep every event we send under the limit.
+POST_BUDGET = 40_000
+EDIT_BUDGET = 20_000
+EDIT_FALLBACK_BUDGET = 8_000
+CUT_NOTE = "\n… (cut here: too long for one Matrix message)"
+
 MSGTYPE = "m.notice"  # bots answer with notices: other bots don't reply to them
 HTML_FORMAT = "org.matrix.custom.html"
 WORD_JOINER = "\u2060"
@@ -91,26 +98,59 @@ def render_html(message: Message) -> str:
     return "<br>".join(parts)
 
 
+def _cut(text: str, budget: int) -> str:
+    data = text.encode()
+    if len(data) <= budget:
+        return text
+    room = budget - len(CUT_NOTE.encode())
+    return data[:room].decode(errors="ignore") + CUT_NOTE
+
+
+def _content(message: Message, budget: int) -> dict[str, Any]:
+    body, formatted = render_plain(message), render_html(message)
+    content: dict[str, Any] = {"msgtype": MSGTYPE, "body": body, "m.mentions": {}}
+    if len(body.encode()) + len(formatted.encode()) <= budget:
+        content["format"] = HTML_FORMAT
+        content["formatted_body"] = formatted
+    else:
+        # Too long for both: the plain text alone, cut where it must be.
+        content["body"] = _cut(body, budget)
+    return content
+
+
+def reply_relation(reply_to: str) -> dict[str, Any] | None:
+    """``m.relates_to`` for an answer: ``$event`` is answered with a reply, ``$event|$root``
+    (a command in a thread) with a reply in that thread."""
+    event_id, _, root = reply_to.partition("|")
+    if not event_id.startswith("$"):
+        return None  # another platform's reference
+    if root.startswith("$"):
+        return {
+            "rel_type": "m.thread",
+            "event_id": root,
+            "is_falling_back": False,
+            "m.in_reply_to": {"event_id": event_id},
+        }
+    return {"m.in_reply_to": {"event_id": event_id}}
+
+
 def render_matrix(message: Message) -> dict[str, Any]:
     """The content of an ``m.room.message`` event showing ``message``."""
-    return {
-        "msgtype": MSGTYPE,
-        "body": render_plain(message),
-        "format": HTML_FORMAT,
-        "formatted_body": render_html(message),
-        "m.mentions": {},
-    }
+    content = _content(message, POST_BUDGET)
+    relation = reply_relation(message.reply_to) if message.reply_to else None
+    if relation is not None:
+        content["m.relates_to"] = relation
+    return content
 
 
 def render_edit(message: Message, original_event_id: str) -> dict[str, Any]:
     """The content of an edit (``m.replace``) of ``original_event_id`` to show ``message``.
     Clients that understand edits show ``m.new_content``; others the starred fallback."""
-    new = render_matrix(message)
+    new = _content(message, EDIT_BUDGET)
+    fallback = _cut("* " + new["body"], EDIT_FALLBACK_BUDGET)
     return {
         "msgtype": MSGTYPE,
-        "body": "* " + new["body"],
-        "format": HTML_FORMAT,
-        "formatted_body": "* " + new["formatted_body"],
+        "body": fallback,
         "m.mentions": {},
         "m.new_content": new,
         "m.relates_to": {"rel_type": "m.replace", "event_id": original_event_id},

@@ -11,8 +11,14 @@ None: the resend itself is the lookup.
 
 Targets: ``matrix:!room…`` (a room id, opaque: nothing after the ``matrix:`` prefix is
 split), ``matrix:#alias:server`` (resolved) and ``matrix:@user:server`` (a person: a direct
-room is created once and cached). Matrix has no ephemeral messages, so a row with
-``ephemeral_to`` is sent to that person's direct room instead of the channel.
+room is created once, recorded in the account's ``m.direct`` and reused). Matrix has no
+ephemeral messages: an answer to a command (its message has ``reply_to``) is a reply under
+the command, where its author is looking; other rows with ``ephemeral_to`` go to that
+person's direct room.
+
+Encrypted rooms: nio encrypts for the members its sync has shown it, so a room must be
+known from the sync before the first send; one joined or created moments ago arrives with
+the next sync, which the sender waits for briefly.
 
 Refs: ``<room_id>|<event_id>`` (event ids never contain ``|``).
 """
@@ -20,8 +26,10 @@ Refs: ``<room_id>|<event_id>`` (event ids never contain ``|``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import ClientError
@@ -59,6 +67,8 @@ DEFAULT_RETRY_AFTER = 1.0
 # nio retries dropped connections itself (safe: same transaction id); bound it so a dead
 # homeserver surfaces as TemporaryFailure instead of hanging the worker.
 MAX_TIMEOUTS = 2
+# How long a send waits for the sync loop to show it a room it has just joined or created.
+SYNC_WAIT = 10.0
 
 # A person must act (log the bot in again, reactivate it) before anything gets through.
 _HOLD_ERRORS = frozenset({"M_UNKNOWN_TOKEN", "M_MISSING_TOKEN", "M_USER_DEACTIVATED"})
@@ -70,7 +80,16 @@ _RATE_LIMITED = frozenset({"M_LIMIT_EXCEEDED"})
 class MatrixSender:
     platform = "matrix"
 
-    def __init__(self, client: AsyncClient) -> None:
+    def __init__(
+        self,
+        client: AsyncClient,
+        *,
+        remember_direct: Callable[[str, str], Awaitable[None]] | None = None,
+        direct_rooms: dict[str, str] | None = None,
+    ) -> None:
+        """``direct_rooms`` (person -> room) are the direct rooms known from the account's
+        ``m.direct`` data; ``remember_direct`` records a new one there, so a restarted bot
+        writes to the same room instead of opening another."""
         # 429s must reach the outbox, which paces the whole room; nio would otherwise
         # sleep and retry them itself, forever by default. The config is frozen: replace it.
         config = client.config
@@ -79,8 +98,9 @@ class MatrixSender:
             changes["max_timeouts"] = MAX_TIMEOUTS
         client.config = dataclasses.replace(config, **changes)
         self._client = client
-        # Direct rooms by user id: created once per person per process.
-        self._dm_rooms: dict[str, str] = {}
+        # Direct rooms by user id: created once per person, reused across restarts.
+        self._dm_rooms: dict[str, str] = direct_rooms if direct_rooms is not None else {}
+        self._remember_direct = remember_direct
         self._aliases: dict[str, str] = {}
         self._dm_lock = asyncio.Lock()
 
@@ -89,6 +109,7 @@ class MatrixSender:
 
     async def post(self, out: Outgoing) -> str:
         room_id = await self._room_for(out)
+        await self._ensure_known(room_id)
         answer = await self._call(
             "room_send",
             self._client.room_send,
@@ -96,12 +117,14 @@ class MatrixSender:
             "m.room.message",
             render_matrix(out.message),
             tx_id=out.key,
+            ignore_unverified_devices=True,
         )
         assert isinstance(answer, RoomSendResponse)
         return f"{room_id}{REF_SEPARATOR}{answer.event_id}"
 
     async def edit(self, out: Outgoing, ref: str) -> None:
         room_id, event_id = parse_ref(ref)
+        await self._ensure_known(room_id)
         await self._call(
             "room_send",
             self._client.room_send,
@@ -109,6 +132,7 @@ class MatrixSender:
             "m.room.message",
             render_edit(out.message, event_id),
             tx_id=out.key,
+            ignore_unverified_devices=True,
         )
 
     async def delete(self, out: Outgoing, ref: str) -> None:
@@ -126,7 +150,9 @@ class MatrixSender:
     # ------------------------------------------------------------------ targets
 
     async def _room_for(self, out: Outgoing) -> str:
-        target = out.ephemeral_to if out.ephemeral_to is not None else out.target
+        # An answer to a command goes under the command; other private notes to a DM.
+        private = out.ephemeral_to is not None and out.message.reply_to is None
+        target = out.ephemeral_to if private and out.ephemeral_to else out.target
         platform, rest = _split(target)
         if platform != self.platform:
             raise PermanentFailure(f"{target} is not a Matrix address")
@@ -152,7 +178,33 @@ class MatrixSender:
             )
             assert isinstance(answer, RoomCreateResponse)
             self._dm_rooms[user_id] = answer.room_id
+            if self._remember_direct is not None:
+                await self._remember_direct(user_id, answer.room_id)
             return answer.room_id
+
+    async def _ensure_known(self, room_id: str) -> None:
+        """An encrypting client must have seen a room in its sync before sending there."""
+        client = self._client
+        if client.olm is None or room_id in client.rooms:
+            return
+        answer = await self._call(
+            "room_get_state_event",
+            client.room_get_state_event,
+            room_id,
+            "m.room.member",
+            client.user_id,
+        )
+        membership = answer.content.get("membership")
+        if membership != "join":
+            raise PermanentFailure(f"the bot is not in {room_id} ({membership}); invite it")
+        if client.next_batch:  # a sync loop runs: the room arrives with its next answer
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SYNC_WAIT):
+                    while room_id not in client.rooms:
+                        await client.synced.wait()
+            if room_id in client.rooms:
+                return
+        raise TemporaryFailure(f"{room_id}: waiting for the sync to show the room")
 
     async def _resolve_alias(self, alias: str) -> str:
         cached = self._aliases.get(alias)
