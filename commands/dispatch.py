@@ -4,13 +4,14 @@ check and one way of turning mistakes into polite answers."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from bot.core import Core
 from bot.errors import UserError
 from commands import admin, alert, help, records, status, tip, triage  # noqa: F401  (they register themselves)
 from commands.context import Command, Context
 from commands.registry import REGISTRY, Registry, Role
-from commands.text import clean, split_invocation
+from commands.text import clean, split_invocation, without_surrogates
 from storage.tips_repo import ConcurrentChange
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ class Dispatcher:
 
     async def handle(self, command: Command) -> bool:
         """Serve one command. Returns False for text that isn't a command (chatter)."""
+        command = _storable(command)
         text = clean(command.text)
         ctx = Context(self.core, command, self.registry)
         try:
@@ -56,3 +58,15 @@ class Dispatcher:
                 "if it keeps happening, tell the fusion center's administrator."
             )
         return True
+
+
+def _storable(command: Command) -> Command:
+    """Ids come from platform payloads (JSON, which may carry lone surrogates): make them
+    encodable, or the polite refusal itself could not be stored. U+FFFD matches nobody in
+    the policy, so nobody can be impersonated this way."""
+    fields = {
+        name: without_surrogates(value)
+        for name in ("actor", "channel", "source_key", "source_ref")
+        if isinstance(value := getattr(command, name), str) and value != without_surrogates(value)
+    }
+    return replace(command, **fields) if fields else command

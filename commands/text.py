@@ -13,9 +13,17 @@ MAX_COMMAND_LENGTH = 6000
 # ("Trojan Source"); C0/C1 controls can rewrite a terminal. Neither belongs in a tip.
 _INVISIBLE = re.compile("[\u202a-\u202e\u2066-\u2069\u200b\ufeff]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# A lone UTF-16 surrogate ("\ud800" in a JSON string, which Slack's payloads may carry) is
+# no character at all and can't be encoded for the database: it becomes U+FFFD.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def without_surrogates(text: str) -> str:
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def clean(text: str) -> str:
+    text = without_surrogates(text)
     text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
     return _CONTROL.sub("", _INVISIBLE.sub("", text))
 

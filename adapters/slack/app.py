@@ -383,6 +383,13 @@ def _message_ts(body: JSONDict) -> str | None:
 async def _handle(handle: Handle, command: Command, ack: AsyncAck | None = None) -> None:
     """Hand over to the core, then ack: the core commits within milliseconds, well inside
     Slack's 3 seconds. Never let an exception reach bolt (it would discard the ack)."""
+    if command.actor.endswith((":", "/")) or command.channel.endswith((":", "/")):
+        # A request without its user or channel (Slack always sends both): there is nobody
+        # to answer and nowhere to answer, and a reply to "slack:" could never be delivered.
+        log.warning("slack: a request without user or channel was ignored")
+        if ack is not None:
+            await ack()
+        return
     try:
         await handle(command)
     except Exception:

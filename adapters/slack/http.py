@@ -21,22 +21,45 @@ OAUTH_REDIRECT_PATH = "/slack/oauth_redirect"
 
 
 def web_app(app: AsyncApp, installations: SlackInstallations | None = None) -> web.Application:
-    """POST /slack/events goes to bolt (which verifies the signature); GET /healthz says ok;
-    with ``installations``, GET /slack/install and /slack/oauth_redirect run the install."""
-
-    async def events(request: web.Request) -> web.Response:
-        bolt_response = await app.async_dispatch(await to_bolt_request(request))
-        return await to_aiohttp_response(bolt_response)
+    """Slack's routes (:func:`add_slack_routes`) and a plain GET /healthz; ``fusionbot run``
+    serves them beside its own health and metrics (bot/http_server.py)."""
 
     async def health(request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
     application = web.Application()
-    application.router.add_post(EVENTS_PATH, events)
     application.router.add_get(HEALTH_PATH, health)
+    add_slack_routes(application, app, installations)
+    return application
+
+
+def add_slack_routes(
+    application: web.Application, app: AsyncApp, installations: SlackInstallations | None = None
+) -> None:
+    """POST /slack/events goes to bolt (which verifies the signature); with
+    ``installations``, GET /slack/install and /slack/oauth_redirect run the install."""
+
+    async def events(request: web.Request) -> web.Response:
+        timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
+        if not (timestamp.isascii() and timestamp.isdigit()):
+            # bolt's signature check does int() on it and answers a 500 with a traceback.
+            return web.Response(status=401, text="invalid request")
+        try:
+            bolt_request = await to_bolt_request(request)
+        except (ValueError, TypeError, AttributeError) as exc:
+            # bolt parses the body before it checks the signature: a body that isn't
+            # Slack's shape (``payload={``, ``payload=[1]``) would otherwise be a 500 and
+            # an ERROR traceback per request, for anyone who can reach the port.
+            log.warning(
+                "slack: refused a request whose body is not Slack's (%s)", type(exc).__name__
+            )
+            return web.Response(status=400, text="malformed request")
+        bolt_response = await app.async_dispatch(bolt_request)
+        return await to_aiohttp_response(bolt_response)
+
+    application.router.add_post(EVENTS_PATH, events)
     if installations is not None:
         add_install_routes(application, installations)
-    return application
 
 
 def add_install_routes(application: web.Application, installations: SlackInstallations) -> None:
