@@ -15,11 +15,13 @@ import typer
 
 from adapters.matrix.session import MatrixLoginError
 from bot.app import slack_app, start_matrix
+from bot.http_server import serve_http
+from bot.leadership import Leadership
 from bot.policy_loader import PolicyError, load_policy
 from bot.settings import Settings
 
 if TYPE_CHECKING:
-    from adapters.slack.oauth import SlackInstallations
+    from adapters.matrix.runtime import MatrixRuntime
     from bot.app import FusionBot
 
 Cleanup = Callable[[], Awaitable[object]]
@@ -114,21 +116,57 @@ async def serve_platforms(settings: Settings, *, with_console: bool = False) -> 
 
         senders["console"] = ConsoleSender(_print)
     bot = build(settings, senders=senders, database=db)
-    await bot.start()
+    # The scheduler and the Matrix sync run on the leader only (bot/leadership.py).
+    await bot.start(schedule=False)
     if installations is not None:
         await installations.create_tables()
         attach_installations(bot, installations)
     stop = asyncio.Event()
+    fatal: list[BaseException] = []
+
+    def give_up(exc: BaseException) -> None:
+        fatal.append(exc)
+        stop.set()
+
+    leadership = _leadership(bot, give_up)
+    leading = asyncio.create_task(leadership.run(), name="leadership")
+
+    async def stop_leading() -> None:
+        await leadership.stop()
+        await leading
+
+    # After the outbox worker has stopped: a deposed leader's Matrix client closes last.
+    bot.after_stop.append(stop_leading)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    cleanups = []
+    cleanups: list[Cleanup] = []
     try:
-        if settings.matrix_homeserver is not None:
-            matrix = await start_matrix(bot)
-            cleanups.append(matrix.stop)
-        if settings.slack_bot_token is not None:
-            await _serve_slack(bot, installations, cleanups)
+        slack = await slack_app(bot) if settings.slack_bot_token is not None else None
+        if slack is not None and settings.slack_app_token is not None:
+            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+            socket = AsyncSocketModeHandler(slack, settings.slack_app_token.get_secret_value())
+            await socket.connect_async()
+            cleanups.append(socket.close_async)
+            log.info("slack: Socket Mode connected")
+            slack = None  # no HTTP endpoint for Slack then
+        port = settings.http_port or 3000
+        runner = await serve_http(
+            bot,
+            leadership,
+            host=settings.http_host,
+            port=port,
+            slack=slack,
+            installations=installations,
+        )
+        cleanups.append(runner.cleanup)
+        log.info(
+            "http: /healthz and /metrics%s on http://%s:%d",
+            " and /slack/events" if slack is not None else "",
+            settings.http_host,
+            port,
+        )
         if with_console:
             from adapters.console.adapter import ConsoleAdapter
 
@@ -148,28 +186,30 @@ async def serve_platforms(settings: Settings, *, with_console: bool = False) -> 
         for cleanup in reversed(cleanups):
             await cleanup()
         await bot.stop()
+    if fatal:
+        raise fatal[0]
 
 
-async def _serve_slack(
-    bot: FusionBot, installations: SlackInstallations | None, cleanups: list[Cleanup]
-) -> None:
-    """Slack over Socket Mode when SLACK_APP_TOKEN is set, otherwise over HTTP."""
-    settings = bot.settings
-    app = await slack_app(bot)
-    if settings.slack_app_token is not None:
-        from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+def _leadership(bot: FusionBot, give_up: Callable[[BaseException], None]) -> Leadership:
+    """The leader runs the scheduler and, when configured, the Matrix sync loop."""
+    matrix: list[MatrixRuntime] = []
 
-        socket = AsyncSocketModeHandler(app, settings.slack_app_token.get_secret_value())
-        await socket.connect_async()
-        cleanups.append(socket.close_async)
-        log.info("slack: Socket Mode connected")
-        return
-    from adapters.slack.http import start_http
+    async def elected() -> None:
+        await bot.scheduler.start()
+        if bot.settings.matrix_homeserver is not None:
+            try:
+                matrix.append(await start_matrix(bot))
+            except MatrixLoginError as exc:
+                give_up(exc)  # wrong credentials: a person must fix the settings
+                raise
 
-    port = settings.http_port or 3000
-    runner = await start_http(app, port, settings.http_host, installations=installations)
-    cleanups.append(runner.cleanup)
-    log.info("slack: HTTP mode on http://%s:%d/slack/events", settings.http_host, port)
+    async def deposed() -> None:
+        await bot.scheduler.stop()
+        bot.worker.remove_sender("matrix")
+        while matrix:
+            await matrix.pop().close()
+
+    return Leadership(bot.db, on_elected=elected, on_deposed=deposed)
 
 
 def _print(text: str) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bot import metrics
+from bot.addresses import platform_of
 from bot.cards import card_key, review_card
 from bot.categories import CATEGORIES
 from bot.core import Core
@@ -55,6 +57,7 @@ async def file_tip(
                 " No category was given, so it is filed as OTHER; add | category: … next time."
             )
         await reply(conn, to, receipt, now=now)
+    metrics.TIPS_FILED.labels(platform_of(to.actor)).inc()
     return tip
 
 

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bot import metrics
 from bot.addresses import platform_of
 from bot.clock import Clock
 from bot.delivery import (
@@ -73,6 +74,11 @@ class OutboxWorker:
         """A platform that connects after the start (Matrix, once its first sync is done)."""
         self.senders[sender.platform] = sender
         self.wake()
+
+    def remove_sender(self, platform: str) -> None:
+        """A platform this process no longer serves (a deposed leader's Matrix): its rows
+        wait for the process that does."""
+        self.senders.pop(platform, None)
 
     async def run(self) -> None:
         """Deliver until stopped; woken after every commit that queued something."""
@@ -156,6 +162,7 @@ class OutboxWorker:
             except RateLimited as exc:
                 # This row and the ones after it wait for the platform's Retry-After; the
                 # rows' next attempt time keeps every process from trying before then.
+                metrics.DELIVERIES.labels(sender.platform, "rate_limited").inc()
                 await self._give_back(rows[index:], exc.retry_after, str(exc))
                 return
             except Exception:
@@ -180,6 +187,7 @@ class OutboxWorker:
                 if ref is None:
                     ref = await sender.post(out)
                 await self._sent(row, ref)
+                metrics.DELIVERIES.labels(sender.platform, "sent").inc()
                 return
             original = await self._original_ref(row)
             if original is None:
@@ -189,13 +197,17 @@ class OutboxWorker:
             else:
                 await sender.delete(out, original)
             await self._sent(row, original)
+            metrics.DELIVERIES.labels(sender.platform, "sent").inc()
         except RateLimited:
             raise
         except HoldDelivery as exc:
+            metrics.DELIVERIES.labels(sender.platform, "held").inc()
             await self._hold(row, str(exc))
         except PermanentFailure as exc:
+            metrics.DELIVERIES.labels(sender.platform, "failed").inc()
             await self._fail(row, str(exc))
         except TemporaryFailure as exc:
+            metrics.DELIVERIES.labels(sender.platform, "retried").inc()
             await self._retry(row, str(exc))
 
     async def _original_ref(self, row: repo.OutboxRow) -> str | None:

@@ -48,6 +48,7 @@ class BotScheduler:
         self.name = name
         self._store_url = job_store_url(database_url)
         self._scheduler: AsyncIOScheduler | None = None
+        self._listening = False
 
     async def start(self) -> None:
         tz = self.core.policy.center.tz
@@ -61,7 +62,9 @@ class BotScheduler:
         _RUNNING[self.name] = self
         self._scheduler.start()
         self.sync_jobs()
-        self.core.policies.on_change(lambda _policy: self.sync_jobs())
+        if not self._listening:  # a leader elected again must not listen twice
+            self.core.policies.on_change(lambda _policy: self.sync_jobs())
+            self._listening = True
         await self.catch_up()
 
     def sync_jobs(self) -> None:

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bot import metrics
 from bot.core import Core
 from bot.errors import UserError
 from bot.intake import refresh_card
@@ -139,6 +140,9 @@ async def record_transition(
         details=details,
     )
     await refresh_card(core, conn, tip)
+    if tip.state.closed and tip.decided_at is not None:
+        elapsed = (tip.decided_at - tip.filed_at).total_seconds()
+        metrics.TRIAGE_SECONDS.labels(tip.state.value).observe(max(elapsed, 0.0))
 
 
 def _required(text: str | None, usage: str) -> str:
