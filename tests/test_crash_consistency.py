@@ -108,6 +108,7 @@ class KillingSlack(FakeSlackWebAPI):
         self.kill_at: int | None = None
         self.dropped = 0  # requests of a killed process that never reached "Slack"
         self._turn = asyncio.Lock()
+        self.post_delay = 0.0  # seconds each partner post takes, to make a fan-out last
 
     def partner_posts(self) -> int:
         return sum(len(self._posts.get(c, [])) for c in self.partner_channels)
@@ -121,6 +122,8 @@ class KillingSlack(FakeSlackWebAPI):
         await self.door.wait()
         # One partner post at a time, so the kill lands exactly after the k-th.
         async with self._turn:
+            if self.post_delay:
+                await asyncio.sleep(self.post_delay)
             if (
                 not self.door.is_set()
                 or request.transport is None
