@@ -14,8 +14,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +34,7 @@ from storage.db import Database
 from tests.fakes.slack_web_api import FakeSlackWebAPI
 from tests.harness import ConsoleHarness
 from tests.test_alerts import START, everything
+from tests.test_cli import ROOT, setup_center
 from tests.test_slack_app import RETRY, Slack, block_actions, dm_event, serve_bot
 
 WENT_WRONG = "Something went wrong on my side"
@@ -217,6 +223,44 @@ async def test_huge_and_binary_console_input_is_refused_cleanly(
     assert await everything(console.bot.db) == before
 
 
+def test_the_console_process_takes_raw_hostile_bytes_and_exits_zero(tmp_path: Path) -> None:
+    """`fusionbot console` reading a script with bytes that aren't UTF-8, NULs, escape
+    sequences, direction overrides, a line that isn't in the console format and a 100 kB
+    line: every line is answered or reported, nothing crashes, and what it prints can't
+    rewrite the terminal or pose as another message."""
+    script = b"".join(
+        [
+            b"@olly #tips !tip bad bytes \xff\xfe\xc0 here | category: photo\n",
+            b"@olly #tips !tip nul \x00 esc \x1b[2J rtl \xe2\x80\xae evil\n",
+            b"@ol\xffly #tips !tip name with a bad byte\n",
+            b"@olly #tips !tip " + b"A" * 100_000 + b"\n",
+            b"@olly #tips !tip <!channel> '; DROP TABLE tips;-- \xcc\x81\xcc\x81\n",
+            b"@mallory #review !approve T-1 tlp:red to:all now confirm\n",
+            b"@olly @bot !status\n",
+        ]
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "console"],
+        input=script,
+        capture_output=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **setup_center(tmp_path)},
+        timeout=120,
+        check=False,
+    )
+    out, err = result.stdout.decode(), result.stderr.decode()
+    assert result.returncode == 0, err[-3000:]
+    assert "Traceback" not in err and WENT_WRONG not in out, err[-3000:]
+    messages = re.split(r"\n(?=[#@])", out.strip())
+    assert_console_output_is_safe(messages)
+    receipts = [m for m in messages if m.startswith("@olly Received T-")]
+    assert [m.split()[2] for m in receipts] == ["T-1", "T-2", "T-3"], receipts
+    assert "That message is too long (100,005 characters)" in out
+    assert "line 3: expected: @<name> #<channel> <text>" in err
+    assert "@mallory Only the center's analysts" in out
+    assert messages[-1].startswith("@olly ") and "T-3" in messages[-1]  # !status answered
+
+
 # ------------------------------------------------------------------------ Slack
 
 
@@ -370,6 +414,7 @@ async def test_forged_button_clicks_change_nothing(
         answers = [c.params for c in fake.calls[since:] if c.method == "chat.postEphemeral"]
         assert len(answers) == 1, (case, answers)
         assert expected in str(answers[0].get("text")), (case, answers[0].get("text"))
+        assert answers[0]["user"] == user.replace("\ud800", "\ufffd"), case  # only to them
         assert not [c for c in fake.calls[since:] if c.method == "chat.postMessage"], case
 
 
