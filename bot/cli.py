@@ -45,8 +45,8 @@ def _settings() -> Settings:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # Migration and scheduler chatter is noise on a console session.
-    for chatty in ("alembic", "apscheduler"):
+    # Migration, scheduler and Matrix client chatter is noise in the bot's log.
+    for chatty in ("alembic", "apscheduler", "nio"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
     return settings
 

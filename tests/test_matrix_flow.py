@@ -157,7 +157,9 @@ def notice(bot_user: str, room_id: str, contains: str = "") -> Any:
 def edit_of(bot_user: str, event_id: str, contains: str = "") -> Any:
     def check(room: str, event: dict[str, Any]) -> bool:
         content = event.get("content", {})
-        relation = content.get("m.relates_to", {})
+        relation = content.get("m.relates_to")
+        if not isinstance(relation, dict):
+            return False
         return (
             event.get("sender") == bot_user
             and relation.get("rel_type") == "m.replace"
@@ -170,7 +172,9 @@ def edit_of(bot_user: str, event_id: str, contains: str = "") -> Any:
 
 def replies_to(event_id: str) -> Any:
     def check(room: str, event: dict[str, Any]) -> bool:
-        relation = event.get("content", {}).get("m.relates_to", {})
+        relation = event.get("content", {}).get("m.relates_to")
+        if not isinstance(relation, dict):
+            return False  # someone's malformed event
         return relation.get("m.in_reply_to", {}).get("event_id") == event_id
 
     return check

@@ -288,7 +288,9 @@ class MatrixListener:
 
     async def _on_text(self, room_id: str, event: RoomMessageText) -> None:
         content = event.source.get("content", {})
-        relation = content.get("m.relates_to") or {}
+        relation = content.get("m.relates_to")
+        if not isinstance(relation, dict):
+            relation = {}  # absent, or not what the spec says: a plain message then
         if relation.get("rel_type") == "m.replace" or event.source.get("type") != "m.room.message":
             return  # an edit of an earlier message: commands act once, as first sent
         if content.get("msgtype") != "m.text":
