@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 from sqlalchemy import select, update
 
@@ -174,7 +175,7 @@ def metadata_key(post: dict[str, Any]) -> str | None:
 
 
 async def test_sigkill_during_an_alert_fan_out_loses_and_doubles_nothing(
-    database_url: str, tmp_path: Path
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     backend = "postgresql" if database_url.startswith("postgresql") else "sqlite"
     if backend == "postgresql":
@@ -312,10 +313,11 @@ async def test_sigkill_during_an_alert_fan_out_loses_and_doubles_nothing(
     report = json.loads(REPORT.read_text()) if REPORT.exists() else {}
     report[backend] = figures
     REPORT.write_text(json.dumps(report, indent=2) + "\n")
-    print(
-        f"\ncrash consistency ({backend}): "
-        + json.dumps({k: v for k, v in figures.items() if k != "kill_points"})
-    )
+    with capsys.disabled():  # shown in every run, not only with -s
+        print(
+            f"\ncrash consistency ({backend}): "
+            + json.dumps({k: v for k, v in figures.items() if k != "kill_points"})
+        )
 
     assert (lost, doubled, strays) == ([], [], []), figures
     assert missing_tips == [] and len(stored) == len(filed), (missing_tips, stored)

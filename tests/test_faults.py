@@ -26,6 +26,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -47,13 +48,14 @@ REPORTS = Path(__file__).resolve().parent / ".reports"
 FAN_OUT = 40
 
 
-def record(name: str, figures: dict[str, Any]) -> None:
+def record(name: str, figures: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     REPORTS.mkdir(exist_ok=True)
     path = REPORTS / "faults.json"
     report = json.loads(path.read_text()) if path.exists() else {}
     report[name] = figures
     path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nfaults ({name}): {json.dumps(figures)}")
+    with capsys.disabled():  # shown in every run, not only with -s
+        print(f"\nfaults ({name}): {json.dumps(figures)}")
 
 
 class FaultySlack(FakeSlackWebAPI):
@@ -132,7 +134,9 @@ categories = ["*"]
     )
 
 
-async def test_slack_faults_during_a_fan_out_lose_and_double_nothing(db: Database) -> None:
+async def test_slack_faults_during_a_fan_out_lose_and_double_nothing(
+    db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
     channels = [f"C0FAN{n:02d}" for n in range(FAN_OUT)]
     started = time.monotonic()
     async with FaultySlack(set(channels), per_channel_per_second=50.0, burst=10) as slack:
@@ -200,7 +204,7 @@ async def test_slack_faults_during_a_fan_out_lose_and_double_nothing(db: Databas
         "losses": len(lost),
         "seconds": round(time.monotonic() - started, 1),
     }
-    record(f"slack fan-out ({db.dialect})", figures)
+    record(f"slack fan-out ({db.dialect})", figures, capsys)
     assert (lost, doubled) == ([], []), figures
     assert failed == [] and set(states) == {outbox_repo.SENT}, states
     # Every kind of fault was met, and the storm while the console was in use.
@@ -244,7 +248,7 @@ async def terminate_bot_connections(url: str) -> int:
 
 
 async def test_postgres_connections_cut_during_a_fan_out(
-    private_postgres_url: str, tmp_path: Path
+    private_postgres_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The real process on PostgreSQL fans an alert out to 300 channels (one partner post
     at a time, so the fan-out lasts) while every connection it holds is terminated again
@@ -373,7 +377,7 @@ async def test_postgres_connections_cut_during_a_fan_out(
         "losses": len(lost),
         "seconds": round(time.monotonic() - started, 1),
     }
-    record("postgresql connections cut", figures)
+    record("postgresql connections cut", figures, capsys)
     assert (lost, doubled) == ([], []), figures
     assert cuts >= 10 and terminated >= cuts, figures
     assert posts_when_cuts_stopped < len(PARTNER_CHANNELS), "the cuts never met the fan-out"
