@@ -141,12 +141,14 @@ class MatrixListener:
     async def _handle_sync(
         self, response: SyncResponse, since: str | None, *, first: bool, fresh: bool
     ) -> None:
-        await self._keys()
         if first or self._joined_for is not self.core.policy:  # at start and after a reload
             await self._join_policy_rooms()
         await self._handle_invites(response)
         if not (first and fresh):  # a new bot doesn't act on the rooms' history
             await self._handle_timelines(response, since)
+        # Key upkeep after the commands, which shouldn't wait for it (sends that need keys
+        # fetch what they lack themselves).
+        await self._keys()
         async with self.core.transaction() as conn:
             await put_state(conn, self._token_key, response.next_batch)
 
@@ -278,47 +280,52 @@ class MatrixListener:
             if await was_handled(conn, seen_key):
                 return
         if isinstance(event, RoomMessageText):
-            await self._on_text(room_id, event)
+            acted = await self._on_text(room_id, event)
         elif isinstance(event, ReactionEvent):
-            await self._on_reaction(room_id, event)
+            acted = await self._on_reaction(room_id, event)
         else:
-            await self._on_undecryptable(room_id, event)
-        async with self.core.transaction() as conn:
-            await first_time(conn, seen_key, now=self.core.clock.now())
+            acted = await self._on_undecryptable(room_id, event)
+        if acted:
+            async with self.core.transaction() as conn:
+                await first_time(conn, seen_key, now=self.core.clock.now())
 
-    async def _on_text(self, room_id: str, event: RoomMessageText) -> None:
+    async def _on_text(self, room_id: str, event: RoomMessageText) -> bool:
+        """Dispatch a command; True when it must be marked handled. Chatter needs no
+        mark, and neither does a tip: it is stored under its event id already."""
         content = event.source.get("content", {})
         relation = content.get("m.relates_to")
         if not isinstance(relation, dict):
             relation = {}  # absent, or not what the spec says: a plain message then
         if relation.get("rel_type") == "m.replace" or event.source.get("type") != "m.room.message":
-            return  # an edit of an earlier message: commands act once, as first sent
+            return False  # an edit of an earlier message: commands act once, as first sent
         if content.get("msgtype") != "m.text":
-            return
+            return False
         text = _QUOTE.sub("", event.body, count=1)
         invocation = _safe_split(text)
         if invocation is None:
-            return
+            return False
         root = relation.get("event_id") if relation.get("rel_type") == "m.thread" else None
         if root:
             text = await self._with_thread_subject(room_id, root, text, invocation)
         source_ref = f"{event.event_id}|{root}" if root else event.event_id
         await self._dispatch(room_id, event.sender, text, source_ref, event.event_id)
+        return invocation[0] != "tip"
 
-    async def _on_reaction(self, room_id: str, event: ReactionEvent) -> None:
+    async def _on_reaction(self, room_id: str, event: ReactionEvent) -> bool:
         async with self.core.db.read() as conn:
             row = await outbox_repo.message_at(conn, f"{room_id}|{event.reacts_to}")
         if row is None:
-            return  # a reaction to someone else's message
+            return False  # a reaction to someone else's message
         text = reaction_command(event.key, row.message, row.message_key)
         if text is None:
-            return
+            return False
         # The answer goes into the reacted message's thread (or the thread it is in).
         root = _thread_root(row.message.reply_to) or event.reacts_to
         source_ref = f"{event.reacts_to}|{root}"
         await self._dispatch(room_id, event.sender, text, source_ref, event.event_id)
+        return True
 
-    async def _on_undecryptable(self, room_id: str, event: MegolmEvent) -> None:
+    async def _on_undecryptable(self, room_id: str, event: MegolmEvent) -> bool:
         with contextlib.suppress(Exception):
             await self.client.request_room_key(event)
         text = (
@@ -326,6 +333,7 @@ class MatrixListener:
             "again; if this keeps happening, ask the room to allow fusionbot's device."
         )
         await self._dispatch(room_id, event.sender, None, event.event_id, event.event_id, text)
+        return True
 
     async def _dispatch(
         self,
