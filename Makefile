@@ -30,6 +30,10 @@ test: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# On demand, never part of `make test`: see benchmarks/README.md. One: `make bench BENCH=burst`.
+bench: $(VENV)/.installed-test
+	$(BIN)/python -m benchmarks $(BENCH)
+
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -1,0 +1,307 @@
+"""The storage benchmark's child processes (run by benchmarks/storage.py):
+
+    python -m benchmarks.storage_worker seed URL N      # migrate, bulk-insert N tips
+    python -m benchmarks.storage_worker measure URL N   # the bot on that database
+
+``seed`` writes N tips straight into the real tables (storage/tables.py), with what a
+center accumulates around them: notes on one tip in five, each tip's card and receipt in
+the outbox (sent), and a valid hash-chained audit row per tip. About 5% of the tips are
+still open, most are closed, and rejected ones older than the retention period purged.
+
+``measure`` builds the bot the way `fusionbot run` does (bot.app.build, console sender) in
+a fresh process, files and triages tips through commands, asks for !status and renders
+cards, and prints one JSON object: per-operation timings and the process's RSS."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import re
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from benchmarks.common import rss_mib, summary_ms
+from bot.audit import GENESIS, entry_hash, normalize_details
+from bot.cards import card_key
+from bot.categories import CATEGORIES
+from bot.messages import Message
+from bot.tips import TipState, Urgency
+from storage.db import Database
+from storage.tables import audit_head, audit_log, outbox, tip_notes, tips
+
+ROUNDS = 40
+OFFICERS = 2000
+OFFICER = "console:off0001"  # files the measured tips; has its share of seeded ones
+ANALYST = "console:ana"
+NOW = datetime.now(UTC)
+WORDS = (
+    "vehicle van truck drone camera tripod fence gate substation stadium depot bridge tunnel "
+    "station pipeline tower school hospital mall parking garage package backpack bag "
+    "photograph sketch measure loiter circle ask question guard shift schedule delivery "
+    "uniform badge ladder wire cutter fuel container chemical powder smell smoke alarm "
+    "north south east west night morning evening weekend rental plate license out-of-state"
+).split()
+CODES = list(CATEGORIES)
+
+
+def sync_url(url: str) -> str:
+    """The same database through a synchronous driver, for bulk inserts."""
+    u = make_url(url)
+    driver = {"sqlite+aiosqlite": "sqlite", "postgresql+asyncpg": "postgresql+psycopg"}
+    return u.set(drivername=driver.get(u.drivername, u.drivername)).render_as_string(
+        hide_password=False
+    )
+
+
+def _state(rng: random.Random) -> TipState:
+    roll = rng.random()
+    if roll < 0.02:
+        return TipState.NEW
+    if roll < 0.04:
+        return TipState.CLAIMED
+    if roll < 0.05:
+        return TipState.NEEDS_INFO
+    if roll < 0.40:
+        return TipState.APPROVED
+    if roll < 0.85:
+        return TipState.REJECTED
+    return TipState.DUPLICATE
+
+
+def seed(url: str, count: int) -> dict[str, Any]:
+    started = time.perf_counter()
+    asyncio.run(_migrate(url))
+    migrated = time.perf_counter()
+    rng = random.Random(7)
+    card = Message(header="T-0 · APPROVED", text="seeded card").model_dump(mode="json")
+    receipt = Message(text="Received T-0 (seeded).").model_dump(mode="json")
+    engine = create_engine(sync_url(url))
+    last_hash = GENESIS
+    note_id = 0
+    chunk = 5000
+    with engine.begin() as conn:
+        for first in range(1, count + 1, chunk):
+            tip_rows, note_rows, outbox_rows, audit_rows = [], [], [], []
+            for tip_id in range(first, min(count, first + chunk - 1) + 1):
+                filed = NOW - timedelta(minutes=(count - tip_id) * 15 + rng.randint(0, 10))
+                state = _state(rng)
+                closed = state in (TipState.APPROVED, TipState.REJECTED, TipState.DUPLICATE)
+                decided = filed + timedelta(hours=rng.randint(1, 72)) if closed else None
+                purged = (
+                    decided + timedelta(days=30)
+                    if state is TipState.REJECTED and decided and decided < NOW - timedelta(days=30)
+                    else None
+                )
+                summary = " ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 14)))
+                officer = f"console:off{rng.randint(1, OFFICERS):04d}"
+                tip_rows.append(
+                    {
+                        "id": tip_id,
+                        "summary": "" if purged else summary,
+                        "category": rng.choice(CODES),
+                        "urgency": rng.choice(list(Urgency)).value,
+                        "location": None if purged else f"gate {rng.randint(1, 3000)}",
+                        "region": rng.choice(["north", "south", "downtown"]),
+                        "when_text": None,
+                        "details": None if purged else f"seeded {tip_id}",
+                        "state": state.value,
+                        "officer": officer,
+                        "intake_channel": "console:#tips",
+                        "filed_at": filed,
+                        "claimed_by": ANALYST if state is not TipState.NEW else None,
+                        "decided_by": ANALYST if closed else None,
+                        "decided_at": decided,
+                        "reason": "seeded" if state is TipState.REJECTED and not purged else None,
+                        "duplicate_of": max(1, tip_id - 1) if state is TipState.DUPLICATE else None,
+                        "purged_at": purged,
+                        "updated_at": purged or decided or filed,
+                        "version": 3,
+                        "source_key": None,
+                    }
+                )
+                if not purged and rng.random() < 0.2:
+                    for kind, who, words in (
+                        ("ask", ANALYST, "What else?"),
+                        ("answer", officer, "A van."),
+                    ):
+                        note_id += 1
+                        note_rows.append(
+                            {
+                                "id": note_id,
+                                "tip_id": tip_id,
+                                "kind": kind,
+                                "actor": who,
+                                "text": words,
+                                "at": filed + timedelta(minutes=5),
+                            }
+                        )
+                for n, (key, target, payload) in enumerate(
+                    (
+                        (f"{card_key(tip_id)}@console:#review", "console:#review", card),
+                        (f"receipt:{tip_id}", "console:#tips", receipt),
+                    )
+                ):
+                    outbox_rows.append(
+                        {
+                            "id": tip_id * 2 - 1 + n,
+                            "key": key,
+                            "op": "post",
+                            "target": target,
+                            "ephemeral_to": officer if n else None,
+                            "message_key": card_key(tip_id) if n == 0 else None,
+                            "payload": payload,
+                            "state": "sent",
+                            "attempts": 0,
+                            "next_attempt_at": filed,
+                            "lease_until": None,
+                            "last_error": None,
+                            "platform_ref": f"console-{tip_id * 2 + n}",
+                            "created_at": filed,
+                            "sent_at": filed,
+                        }
+                    )
+                details = normalize_details({"category": "PHOTO", "urgency": "routine"})
+                digest = entry_hash(
+                    tip_id, filed, officer, "tip.filed", f"T-{tip_id}", details, last_hash
+                )
+                audit_rows.append(
+                    {
+                        "id": tip_id,
+                        "at": filed,
+                        "actor": officer,
+                        "action": "tip.filed",
+                        "subject": f"T-{tip_id}",
+                        "details": details,
+                        "prev_hash": last_hash,
+                        "hash": digest,
+                    }
+                )
+                last_hash = digest
+            conn.execute(tips.insert(), tip_rows)
+            if note_rows:
+                conn.execute(tip_notes.insert(), note_rows)
+            conn.execute(outbox.insert(), outbox_rows)
+            conn.execute(audit_log.insert(), audit_rows)
+        if count:
+            conn.execute(audit_head.insert().values(id=1, last_id=count, last_hash=last_hash))
+        if conn.dialect.name == "postgresql":
+            for table in ("tips", "tip_notes", "outbox"):
+                conn.execute(
+                    text(
+                        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                        f"COALESCE((SELECT max(id) FROM {table}), 0) + 1, false)"
+                    )
+                )
+            conn.execute(text("ANALYZE"))
+        else:
+            conn.execute(text("ANALYZE"))
+    engine.dispose()
+    return {
+        "seconds": round(time.perf_counter() - started, 2),
+        "migrate_s": round(migrated - started, 2),
+        "tips": count,
+    }
+
+
+async def _migrate(url: str) -> None:
+    db = Database(url)
+    try:
+        await db.upgrade()
+    finally:
+        await db.dispose()
+
+
+async def measure(url: str, count: int) -> dict[str, Any]:
+    from adapters.console.sender import ConsoleSender
+    from bot.app import build
+    from bot.intake import render_card
+    from bot.settings import Settings
+    from commands.context import Command
+    from storage import tips_repo
+    from tests.policies import console_policy
+
+    printed: list[str] = []
+    db = Database(url)
+    bot = build(
+        Settings.from_environ({}),
+        policy=console_policy(),
+        senders={"console": ConsoleSender(printed.append)},
+        database=db,
+    )
+    timings: dict[str, list[float]] = {}
+
+    async def timed(op: str, actor: str, channel: str, line: str, *, dm: bool = False) -> None:
+        began = time.perf_counter()
+        await bot.handle(Command(actor=actor, channel=channel, text=line, is_dm=dm))
+        timings.setdefault(op, []).append(time.perf_counter() - began)
+        await bot.drain(10.0)  # deliveries happen, untimed, so nothing piles up
+
+    async def render(op: str, tip_id: int) -> None:
+        async with db.read() as conn:
+            tip = await tips_repo.get_tip(conn, tip_id)
+            assert tip is not None
+            began = time.perf_counter()
+            await render_card(bot.core, conn, tip)
+            timings.setdefault(op, []).append(time.perf_counter() - began)
+
+    rng = random.Random(11)
+    open_seeded: list[int] = []
+    if count:
+        async with db.read() as conn:
+            open_seeded = [t.id for t in await tips_repo.open_tips(conn, limit=200)]
+    try:
+        # Warm up: one tip through its whole life, unmeasured.
+        await bot.handle(Command(OFFICER, "console:#tips", "!tip warm up | category: photo"))
+        await bot.drain(10.0)
+        for i in range(ROUNDS):
+            before = len(printed)
+            await timed(
+                "file",
+                OFFICER,
+                "console:#tips",
+                f"!tip Person photographing the substation fence {i} with a tripod "
+                f"| category: photo | location: gate {i}",
+            )
+            found = re.search(r"Received T-(\d+)", "\n".join(printed[before:]))
+            assert found, printed[before:]
+            ref = f"T-{found.group(1)}"
+            await timed("claim", ANALYST, "console:#review", f"!claim {ref}")
+            await timed("ask", ANALYST, "console:#review", f"!ask {ref} What was he carrying?")
+            await timed("reply", OFFICER, "console:@bot", f"!reply {ref} A tripod", dm=True)
+            if i % 2:
+                await timed("reject", ANALYST, "console:#review", f"!reject {ref} Not enough")
+            else:
+                await timed(
+                    "approve",
+                    ANALYST,
+                    "console:#review",
+                    f"!approve {ref} tlp:green to:metro-pd confirm",
+                )
+            await timed("status (analyst queue)", ANALYST, "console:#review", "!status")
+            await timed("status (officer's tips)", OFFICER, "console:#tips", "!status")
+            await timed("status T-n", ANALYST, "console:#review", f"!status {ref}")
+            await render("card render (new tip)", int(found.group(1)))
+            if open_seeded:
+                await render("card render (seeded open tip)", rng.choice(open_seeded))
+        memory = rss_mib(os.getpid())
+    finally:
+        await bot.stop()
+    return {"ops": {op: summary_ms(values) for op, values in timings.items()}, **memory}
+
+
+def main(argv: list[str]) -> int:
+    mode, url, count = argv[0], argv[1], int(argv[2])
+    result = seed(url, count) if mode == "seed" else asyncio.run(measure(url, count))
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
