@@ -26,7 +26,8 @@ async def dispatch(
 ) -> tuple[int, int]:
     """Queue every planned copy; returns (sent now, waiting for a digest)."""
     copy = partner_copy(alert)
-    immediate = digested = 0
+    digested = 0
+    now_targets: list[str] = []
     for delivery in plan.deliveries:
         if goes_to_digest(delivery, timing):
             await digests_repo.queue_item(
@@ -38,13 +39,9 @@ async def dispatch(
             )
             digested += 1
         else:
-            await outbox_repo.enqueue_post(
-                conn,
-                target=delivery.target,
-                message=copy,
-                now=now,
-                message_key=alert_key(alert.id),
-                key=f"{alert_key(alert.id)}@{delivery.target}",
-            )
-            immediate += 1
-    return immediate, digested
+            now_targets.append(delivery.target)
+    # In plan order, in one statement: a fan-out to 1,000 channels is one INSERT.
+    await outbox_repo.enqueue_posts(
+        conn, targets=now_targets, message=copy, now=now, message_key=alert_key(alert.id)
+    )
+    return len(now_targets), digested

@@ -8,7 +8,7 @@ import logging
 import random
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -66,6 +66,9 @@ class OutboxWorker:
         # The background loop and drain() may both dispatch; one at a time keeps a target
         # from getting two tasks (and two messages out of order).
         self._dispatching = asyncio.Lock()
+        # Deliveries sent but not yet recorded, and the lock of the one task recording them.
+        self._unrecorded: list[tuple[int, str | None, datetime]] = []
+        self._recording = asyncio.Lock()
 
     def wake(self) -> None:
         self._wake.set()
@@ -231,8 +234,23 @@ class OutboxWorker:
         return None
 
     async def _sent(self, row: repo.OutboxRow, ref: str | None) -> None:
-        async with self.db.transaction() as conn:
-            await repo.mark_sent(conn, row.id, ref=ref, now=self.clock.now())
+        """Record a delivery; returns once it is committed. Rows sent meanwhile by other
+        targets' tasks are committed together (group commit): a fan-out to 1,000 channels
+        takes a few transactions, not 1,000. A crash before the commit leaves the rows
+        leased, and their reclaim asks the platform first, as for any uncertain send."""
+        self._unrecorded.append((row.id, ref, self.clock.now()))
+        async with self._recording:
+            if not self._unrecorded:
+                return  # the task that held the lock recorded ours too
+            batch, self._unrecorded = self._unrecorded, []
+            try:
+                async with self.db.transaction() as conn:
+                    await repo.mark_sent_many(conn, batch)
+            except BaseException:
+                # The others' deliveries wait for the next task to record them; this row
+                # goes the way of any failed delivery (retried, checked before a resend).
+                self._unrecorded[:0] = [entry for entry in batch if entry[0] != row.id]
+                raise
 
     async def _give_back(self, rows: list[repo.OutboxRow], delay: float, error: str) -> None:
         at = self.clock.now() + timedelta(seconds=delay)

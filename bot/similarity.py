@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import heapq
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from bot.tips import Tip
 
@@ -15,36 +18,60 @@ _STOP = frozenset(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class TipText:
+    """What similarity looks at in a candidate: a card compares a tip with hundreds of
+    open ones, so they are loaded as these, not as whole tips."""
+
+    id: int
+    summary: str
+    details: str | None
+    location: str | None
+
+    @property
+    def ref(self) -> str:
+        return f"T-{self.id}"
+
+
 @dataclass(frozen=True)
 class Similar:
-    tip: Tip
+    tip: Tip | TipText
     why: str
 
 
-def _words(text: str | None) -> set[str]:
-    if not text:
-        return set()
-    return {w for w in _WORD.findall(text.lower()) if len(w) >= 3 and w not in _STOP}
+def _words(text: str | None) -> frozenset[str]:
+    return _significant_words(text) if text else frozenset()
 
 
-def similar_tips(tip: Tip, candidates: list[Tip], *, limit: int = 3) -> list[Similar]:
+@lru_cache(maxsize=8192)
+def _significant_words(text: str) -> frozenset[str]:
+    # Cached: every card render reads the same few hundred open tips' texts again.
+    return frozenset(w for w in _WORD.findall(text.lower()) if len(w) >= 3 and w not in _STOP)
+
+
+def similar_tips(
+    tip: Tip | TipText, candidates: Sequence[Tip | TipText], *, limit: int = 3
+) -> list[Similar]:
     """Tips at the same place, or sharing at least two significant words."""
     mine = _words(tip.summary) | _words(tip.details)
     place = (tip.location or "").strip().lower()
-    scored: list[tuple[int, int, Similar]] = []
+    # Score every candidate, word the reasons for the few shown only.
+    # (-score, -id, …): the best first, the newest first among equals; ids are unique, so
+    # the comparison never reaches the rest.
+    scored: list[tuple[int, int, bool, frozenset[str], Tip | TipText]] = []
     for other in candidates:
         if other.id == tip.id:
             continue
-        reasons = []
-        score = 0
-        if place and place == (other.location or "").strip().lower():
-            reasons.append("same place")
-            score += 3
+        same_place = bool(place) and place == (other.location or "").strip().lower()
         shared = mine & (_words(other.summary) | _words(other.details))
-        if len(shared) >= 2:
+        if len(shared) < 2:
+            shared = frozenset()
+        if same_place or shared:
+            scored.append((-(3 * same_place + len(shared)), -other.id, same_place, shared, other))
+    found = []
+    for _, _, same_place, shared, other in heapq.nsmallest(limit, scored):
+        reasons = ["same place"] if same_place else []
+        if shared:
             reasons.append("shares " + ", ".join(sorted(shared)[:4]))
-            score += len(shared)
-        if reasons:
-            scored.append((score, other.id, Similar(other, "; ".join(reasons))))
-    scored.sort(key=lambda s: (-s[0], -s[1]))
-    return [s for _, _, s in scored[:limit]]
+        found.append(Similar(other, "; ".join(reasons)))
+    return found

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bot.similarity import TipText
 from bot.tips import Tip, TipDraft, TipNote, TipState, Urgency
 from storage.tables import tip_notes, tips
 
@@ -132,18 +133,19 @@ async def notes_for(conn: AsyncConnection, tip_id: int) -> list[TipNote]:
 
 async def open_tips(
     conn: AsyncConnection, *, exclude: int | None = None, limit: int = 500
-) -> list[Tip]:
-    """The most recent tips still being worked on (candidates for 'similar tips')."""
+) -> list[TipText]:
+    """The most recent tips still being worked on (candidates for 'similar tips'): only
+    the columns similarity reads, since every card render loads up to ``limit`` of them."""
     open_states = [TipState.NEW.value, TipState.CLAIMED.value, TipState.NEEDS_INFO.value]
     query = (
-        select(tips)
+        select(tips.c.id, tips.c.summary, tips.c.details, tips.c.location)
         .where(tips.c.state.in_(open_states), tips.c.purged_at.is_(None))
         .order_by(tips.c.id.desc())
         .limit(limit)
     )
     if exclude is not None:
         query = query.where(tips.c.id != exclude)
-    return [_tip(r) for r in await conn.execute(query)]
+    return [TipText(*r) for r in await conn.execute(query)]
 
 
 async def tips_by_officer(conn: AsyncConnection, officer: str, *, limit: int = 10) -> list[Tip]:

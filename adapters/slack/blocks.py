@@ -52,6 +52,9 @@ def _clip_escaped(raw: str, limit: int) -> str:
 def _split_escaped(raw: str, limit: int) -> list[str]:
     """Escaped chunks of at most ``limit`` characters, cut between characters of the raw
     text (so never inside an entity), preferably at a line break."""
+    escaped = escape_mrkdwn(raw)
+    if raw and len(escaped) <= limit:
+        return [escaped]  # the usual case, without the walk below (every alert copy)
     chunks: list[str] = []
     current: list[str] = []
     size = 0
