@@ -17,6 +17,8 @@ BENCHMARKS = {
     "burst": "benchmarks.burst",
     "fanout_slack": "benchmarks.fanout_slack",
     "storage": "benchmarks.storage",
+    "matrix_intake": "benchmarks.matrix_intake",
+    "fanout_matrix": "benchmarks.fanout_matrix",
 }
 
 

@@ -203,5 +203,12 @@ async def test_apscheduler_keeps_jobs_in_the_database_and_follows_reloads(db, tm
             "digest:rail" in h.bot.scheduler.job_ids()
             and "digest:transit" not in h.bot.scheduler.job_ids()
         )
+        # Unchanged jobs are left alone on a reload; a changed schedule is taken up.
+        path.write_text(
+            ALERT_POLICY.replace('id = "transit"', 'id = "rail"\ndigest = "30 6 * * *"')
+        )
+        await h.say("@sam #review !reload")
+        trigger = h.bot.scheduler._scheduler.get_job("digest:rail").trigger  # type: ignore[union-attr]
+        assert "hour='6'" in repr(trigger) and "minute='30'" in repr(trigger)
     finally:
         await h.bot.scheduler.stop()
