@@ -86,6 +86,14 @@ class FusionBot:
     ) -> None:
         if migrate:
             await self.db.upgrade()
+        if deliver and self.db.dialect == "sqlite":
+            # SQLite has one process: rows left "sending" belong to a run that died. Take
+            # them now (asking the platform first, as for any uncertain send) instead of
+            # waiting out their lease.
+            async with self.db.transaction() as conn:
+                taken = await outbox_repo.end_leases(conn, now=self.core.clock.now())
+            if taken:
+                log.info("outbox: %d deliveries a previous run left unfinished resume", taken)
         if deliver:
             self._tasks.append(asyncio.create_task(self.worker.run(), name="outbox"))
         if schedule:

@@ -260,6 +260,16 @@ async def claim_due(
     return sorted((_row(r, r.id in reclaimed) for r in rows), key=lambda r: r.id)
 
 
+async def end_leases(conn: AsyncConnection, *, now: datetime) -> int:
+    """End every lease now: rows being sent become claimable at once, as taken over."""
+    result = await conn.execute(
+        update(outbox)
+        .where(outbox.c.state == SENDING)
+        .values(lease_until=now - timedelta(seconds=1))
+    )
+    return int(result.rowcount or 0)
+
+
 async def release(conn: AsyncConnection, ids: Sequence[int]) -> None:
     """Give claimed rows back untouched (more than one pass should take for a target)."""
     if ids:

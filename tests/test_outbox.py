@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from bot.app import FusionBot, build
 from bot.clock import ManualClock
 from bot.delivery import PermanentFailure, RateLimited, TemporaryFailure
@@ -79,6 +81,28 @@ async def test_crash_during_send_is_not_sent_twice(db, database_url) -> None:
     assert len(platform.posts()) == 3  # asked the platform first; nothing doubled
     assert platform.find_sent_calls == 3
     await restarted.db.dispose()
+
+
+async def test_sqlite_restart_takes_over_unfinished_sends_at_once(db, database_url) -> None:
+    if not database_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL is shared by replicas: a lease there runs out, it isn't ended")
+    clock = ManualClock(START)
+    platform = PlatformDouble()
+    crashed = new_bot(database_url, platform, clock)
+    await crashed.handle(TIP)
+    async with crashed.db.transaction() as conn:
+        rows = await outbox_repo.claim_due(
+            conn, now=clock.now(), lease=timedelta(minutes=5), platforms=["console"]
+        )
+    await platform.post(_outgoing(rows[0]))  # one arrived before the crash, two didn't
+    await crashed.db.dispose()
+
+    restarted = new_bot(database_url, platform, clock)  # no waiting for the lease
+    await restarted.start(schedule=False)
+    assert await restarted.drain() == {}
+    assert sorted(p.target for p in platform.posts()) == sorted(r.target for r in rows)
+    assert platform.find_sent_calls == 3  # each asked first; the one that arrived not resent
+    await restarted.stop()
 
 
 async def test_temporary_failures_are_retried_with_backoff(db) -> None:
