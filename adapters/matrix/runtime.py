@@ -18,6 +18,8 @@ from bot.delivery import Sender
 
 log = logging.getLogger(__name__)
 
+RESTART_PAUSE = 5.0
+
 
 class MatrixRuntime:
     def __init__(self, client: AsyncClient, listener: MatrixListener, sender: MatrixSender):
@@ -50,7 +52,16 @@ class MatrixRuntime:
         waiter = asyncio.create_task(self.listener.ready.wait())
         waiter.add_done_callback(lambda done: done.cancelled() or add_sender(self.sender))
         try:
-            await self.listener.run()
+            while True:
+                try:
+                    await self.listener.run()
+                    return  # stopped
+                except Exception:
+                    # The loop handles the homeserver's and handlers' failures itself; this
+                    # is anything else (the database at start). Start over from the saved
+                    # sync token rather than leave Matrix silent.
+                    log.exception("matrix: the sync loop failed; starting it again in 5 s")
+                    await asyncio.sleep(RESTART_PAUSE)
         finally:
             waiter.cancel()
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from aiohttp import ClientError
@@ -110,7 +112,7 @@ async def _restore(client: AsyncClient, token: str, device_id: str) -> None:
     client.restore_login(answer.user_id, answer.device_id or device_id, token)
 
 
-async def _patiently(call):  # type: ignore[no-untyped-def]
+async def _patiently(call: Callable[[], Awaitable[Any]]) -> Any:
     """A homeserver that is starting or rate limiting gets a few tries; a refusal doesn't."""
     delay = 1.0
     for attempt in range(LOGIN_ATTEMPTS):
@@ -127,7 +129,7 @@ async def _patiently(call):  # type: ignore[no-untyped-def]
             await asyncio.sleep((answer.retry_after_ms or 1000) / 1000)
             continue
         return answer
-    return answer
+    return answer  # still rate limited after every try: the caller reports it
 
 
 class DirectRooms:
