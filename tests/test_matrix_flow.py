@@ -404,3 +404,19 @@ async def test_commands_from_servers_the_policy_does_not_allow_are_ignored(
     assert await tip_rows(w.database_url) == []
     await w.officer.sync()
     assert w.officer.messages_in(rooms["intake"], sender=w.bot_user) == []
+
+
+async def test_direct_messages_reuse_one_room_across_restarts(world: World) -> None:
+    w, rooms, bot = world, world.rooms, world.bot_user
+    async with w.running_bot():
+        await w.officer.say(rooms["intake"], "!tip Two men measuring the bridge | category: other")
+        card = await w.analyst.wait_for(notice(bot, rooms["review"], "T-1"))
+        await w.analyst.say(rooms["review"], "!claim T-1")
+        await w.analyst.wait_for(edit_of(bot, card.event_id, "CLAIMED"))
+        await w.analyst.say(rooms["review"], "!ask T-1 Which bridge?")
+        first = await w.officer.wait_for(from_user(bot, contains="Which bridge?"))
+    async with w.running_bot():
+        await w.analyst.say(rooms["review"], "!ask T-1 And at what time?")
+        second = await w.officer.wait_for(from_user(bot, contains="And at what time?"))
+    assert first.room_id == second.room_id  # found again in the account's m.direct
+    assert first.room_id not in rooms.values()
