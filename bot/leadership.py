@@ -81,7 +81,7 @@ class Leadership:
             wait = self._poll * min(2 ** max(failures - 1, 0), 30)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=wait)
-        await self._step_down()
+        await self._step_down(stopping=True)
 
     @property
     def _shared(self) -> bool:
@@ -107,7 +107,7 @@ class Leadership:
         if self._conn is not None:
             await self._conn.scalar(text("SELECT 1"))
 
-    async def _become(self, role: str) -> None:
+    async def _become(self, role: str, *, stopping: bool = False) -> None:
         if role == self.role:
             return
         self.role = role
@@ -117,10 +117,13 @@ class Leadership:
             log.info("leadership: this process is the LEADER (scheduler and Matrix sync)")
             await self._on_elected()
         else:
-            log.info("leadership: this process is a FOLLOWER (Slack requests and outbox)")
+            if stopping:
+                log.info("leadership: stopping; another process may lead now")
+            else:
+                log.info("leadership: this process is a FOLLOWER (Slack requests and outbox)")
             await self._on_deposed()
 
-    async def _step_down(self) -> None:
+    async def _step_down(self, *, stopping: bool = False) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(Exception):
@@ -129,4 +132,4 @@ class Leadership:
             with contextlib.suppress(Exception):
                 await conn.close()
         if self.is_leader:
-            await self._become(FOLLOWER)
+            await self._become(FOLLOWER, stopping=stopping)

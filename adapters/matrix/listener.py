@@ -92,6 +92,7 @@ class MatrixListener:
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
         self._joined_for: object | None = None
+        self._just_joined: set[str] = set()
 
     # ------------------------------------------------------------------ loop
 
@@ -136,11 +137,12 @@ class MatrixListener:
             if first:
                 first = False
                 self.ready.set()
-                log.info("matrix: in sync (%d rooms)", len(self.client.rooms))
+                log.info("matrix: in sync (%d policy rooms)", len(self.addresses))
 
     async def _handle_sync(
         self, response: SyncResponse, since: str | None, *, first: bool, fresh: bool
     ) -> None:
+        self._just_joined.clear()
         if first or self._joined_for is not self.core.policy:  # at start and after a reload
             await self._join_policy_rooms()
         await self._handle_invites(response)
@@ -193,6 +195,7 @@ class MatrixListener:
                 continue
             answer = await self._quietly(self.client.join(room_id))
             if isinstance(answer, JoinResponse):
+                self._just_joined.add(room_id)
                 log.info("matrix: joined %s", room)
             else:
                 log.warning("matrix: can't join %s (%s); invite the bot there", room, answer)
@@ -212,6 +215,8 @@ class MatrixListener:
             r for r in policy_rooms(policy) if r.startswith("!")
         }
         for room_id, info in response.rooms.invite.items():
+            if room_id in self._just_joined:
+                continue  # joined as a policy room a moment ago
             invite = _own_invite(info.invite_state, self.client.user_id)
             inviter = invite.sender if invite else ""
             direct = bool(invite and invite.content.get("is_direct"))
