@@ -12,6 +12,7 @@ measured process is the bot alone: its RSS is not the seeder's."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -19,6 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +67,17 @@ def worker(mode: str, url: str, count: int) -> dict[str, Any]:
     if done.returncode != 0:
         raise RuntimeError(f"storage_worker {mode} failed:\n{done.stderr[-4000:]}")
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+@contextlib.asynccontextmanager
+async def postgres_database(server: str) -> AsyncIterator[str]:
+    """A database of its own on ``server`` for one measurement (its URL), dropped after."""
+    name = f"fusionbot_bench_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    await _admin(server, f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        await _admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def _admin(server: str, statement: str) -> None:

@@ -12,7 +12,7 @@ from bot.core import Core
 from bot.messages import Message
 from bot.replies import ReplyTo, reply
 from bot.similarity import similar_tips
-from bot.tips import Tip, TipDraft
+from bot.tips import Tip, TipDraft, TipNote
 from storage import outbox_repo, tips_repo
 from storage.audit_repo import append_audit
 
@@ -37,8 +37,8 @@ async def file_tip(
             details={"category": tip.category, "urgency": tip.urgency.value, "channel": to.channel},
         )
         review = policy.review_for(tip.category, tip.urgency)
-        card = await render_card(core, conn, tip)
-        for channel in review.channels:
+        card = await render_card(core, conn, tip, notes=[])  # a new tip has no notes yet
+        for channel in dict.fromkeys(review.channels):  # each once: the keys are new
             await outbox_repo.enqueue_post(
                 conn,
                 target=channel,
@@ -46,6 +46,7 @@ async def file_tip(
                 now=now,
                 message_key=card_key(tip.id),
                 key=f"{card_key(tip.id)}@{channel}",
+                key_is_new=True,  # the tip was created just now, in this transaction
             )
         category = CATEGORIES[tip.category]
         receipt = (
@@ -62,9 +63,15 @@ async def file_tip(
 
 
 async def render_card(
-    core: Core, conn: AsyncConnection, tip: Tip, *, overdue: bool = False
+    core: Core,
+    conn: AsyncConnection,
+    tip: Tip,
+    *,
+    overdue: bool = False,
+    notes: list[TipNote] | None = None,
 ) -> Message:
-    notes = await tips_repo.notes_for(conn, tip.id)
+    if notes is None:
+        notes = await tips_repo.notes_for(conn, tip.id)
     candidates = await tips_repo.open_tips(conn, exclude=tip.id)
     return review_card(
         tip, notes, similar_tips(tip, candidates), core.policy.center.tz, overdue=overdue

@@ -7,6 +7,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 from bot.tips import Tip
 
@@ -18,10 +19,9 @@ _STOP = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class TipText:
+class TipText(NamedTuple):
     """What similarity looks at in a candidate: a card compares a tip with hundreds of
-    open ones, so they are loaded as these, not as whole tips."""
+    open ones, so they are loaded as these (a tuple per row), not as whole tips."""
 
     id: int
     summary: str
@@ -49,12 +49,24 @@ def _significant_words(text: str) -> frozenset[str]:
     return frozenset(w for w in _WORD.findall(text.lower()) if len(w) >= 3 and w not in _STOP)
 
 
+@lru_cache(maxsize=8192)
+def _text_words(summary: str | None, details: str | None) -> frozenset[str]:
+    # A candidate's summary and details together, cached as one set (one look-up and no
+    # union per candidate per render).
+    return _words(summary) | _words(details)
+
+
+@lru_cache(maxsize=8192)
+def _place(location: str | None) -> str:
+    return (location or "").strip().lower()
+
+
 def similar_tips(
     tip: Tip | TipText, candidates: Sequence[Tip | TipText], *, limit: int = 3
 ) -> list[Similar]:
     """Tips at the same place, or sharing at least two significant words."""
-    mine = _words(tip.summary) | _words(tip.details)
-    place = (tip.location or "").strip().lower()
+    mine = _text_words(tip.summary, tip.details)
+    place = _place(tip.location)
     # Score every candidate, word the reasons for the few shown only.
     # (-score, -id, …): the best first, the newest first among equals; ids are unique, so
     # the comparison never reaches the rest.
@@ -62,12 +74,13 @@ def similar_tips(
     for other in candidates:
         if other.id == tip.id:
             continue
-        same_place = bool(place) and place == (other.location or "").strip().lower()
-        shared = mine & (_words(other.summary) | _words(other.details))
+        same_place = bool(place) and place == _place(other.location)
+        shared = mine & _text_words(other.summary, other.details)
         if len(shared) < 2:
+            if not same_place:
+                continue
             shared = frozenset()
-        if same_place or shared:
-            scored.append((-(3 * same_place + len(shared)), -other.id, same_place, shared, other))
+        scored.append((-(3 * same_place + len(shared)), -other.id, same_place, shared, other))
     found = []
     for _, _, same_place, shared, other in heapq.nsmallest(limit, scored):
         reasons = ["same place"] if same_place else []

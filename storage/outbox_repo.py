@@ -75,13 +75,16 @@ async def enqueue_post(
     ephemeral_to: str | None = None,
     key: str | None = None,
     not_before: datetime | None = None,
+    key_is_new: bool = False,
 ) -> int:
-    """Queue a new message. ``key`` makes enqueueing idempotent (a second call is a no-op)."""
-    if key is not None:
+    """Queue a new message. ``key`` makes enqueueing idempotent (a second call is a no-op).
+    ``key_is_new``: the caller knows no row has that key (it names something created in
+    this very transaction), so the look-up is skipped; the key stays unique regardless."""
+    if key is not None and not key_is_new:
         existing = await conn.scalar(select(outbox.c.id).where(outbox.c.key == key))
         if existing is not None:
             return int(existing)
-    else:
+    elif key is None:
         key = f"post:{uuid.uuid4().hex}"  # fresh: no need to look for it first
     result = await conn.execute(
         outbox.insert()

@@ -7,6 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.similarity import TipText
@@ -51,31 +53,40 @@ async def insert_tip(
 ) -> tuple[Tip, bool]:
     """File a tip. With a ``source_key`` already seen (a platform's redelivery), returns
     the tip filed the first time and False."""
-    if source_key is not None:
-        existing = (await conn.execute(select(tips).where(tips.c.source_key == source_key))).first()
-        if existing is not None:
-            return _tip(existing), False
-    result = await conn.execute(
-        tips.insert()
-        .values(
-            summary=draft.summary,
-            category=draft.category,
-            urgency=draft.urgency.value,
-            location=draft.location,
-            region=draft.region,
-            when_text=draft.when,
-            details=draft.details,
-            state=TipState.NEW.value,
-            officer=officer,
-            intake_channel=channel,
-            filed_at=now,
-            updated_at=now,
-            version=1,
-            source_key=source_key,
+    values = {
+        "summary": draft.summary,
+        "category": draft.category,
+        "urgency": draft.urgency.value,
+        "location": draft.location,
+        "region": draft.region,
+        "when_text": draft.when,
+        "details": draft.details,
+        "state": TipState.NEW.value,
+        "officer": officer,
+        "intake_channel": channel,
+        "filed_at": now,
+        "updated_at": now,
+        "version": 1,
+        "source_key": source_key,
+    }
+    if source_key is None:
+        result = await conn.execute(tips.insert().values(**values).returning(*tips.c))
+        return _tip(result.one()), True
+    # One statement for a new tip: insert unless the key is taken (a redelivery, or on
+    # PostgreSQL a concurrent one, whose commit this waits for), then look that one up.
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    inserted = (
+        await conn.execute(
+            insert(tips)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=[tips.c.source_key])
+            .returning(*tips.c)
         )
-        .returning(*tips.c)
-    )
-    return _tip(result.one()), True
+    ).first()
+    if inserted is not None:
+        return _tip(inserted), True
+    existing = (await conn.execute(select(tips).where(tips.c.source_key == source_key))).one()
+    return _tip(existing), False
 
 
 async def get_tip(conn: AsyncConnection, tip_id: int, *, for_update: bool = False) -> Tip | None:
@@ -145,7 +156,7 @@ async def open_tips(
     )
     if exclude is not None:
         query = query.where(tips.c.id != exclude)
-    return [TipText(*r) for r in await conn.execute(query)]
+    return list(map(TipText._make, (await conn.execute(query)).all()))
 
 
 async def tips_by_officer(conn: AsyncConnection, officer: str, *, limit: int = 10) -> list[Tip]:

@@ -13,6 +13,7 @@ only the text command it stands for and is trusted no further.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -62,8 +63,18 @@ def create_slack_app(
         if api_url
         else AsyncWebClient(token=bot_token)
     )
+    # process_before_response: bolt returns a request's response when its listener has
+    # returned, instead of running the listener in the background and polling every 10 ms
+    # for its ack (which rounded each committed command's ack up to the next poll).
+    # Listeners ack last anyway (after the commit); those that open a form ack first and
+    # open it in a task of its own (_open_view_later), so their ack is not held up either.
     if identity is None:
-        app = AsyncApp(client=client, signing_secret=signing_secret, name="fusionbot")
+        app = AsyncApp(
+            client=client,
+            signing_secret=signing_secret,
+            name="fusionbot",
+            process_before_response=True,
+        )
     else:
         result = identity.authorize_result(bot_token)
 
@@ -71,7 +82,11 @@ def create_slack_app(
             return result
 
         app = AsyncApp(
-            client=client, signing_secret=signing_secret, name="fusionbot", authorize=authorize
+            client=client,
+            signing_secret=signing_secret,
+            name="fusionbot",
+            authorize=authorize,
+            process_before_response=True,
         )
         home_team = home_team or identity.team_id
     register(app, handle, home_team=home_team, seen_before=seen_before)
@@ -202,7 +217,7 @@ async def on_tip_command(
     channel_id = str(body.get("channel_id") or "")
     if not text:
         await ack()
-        await _open_view(
+        _open_view_later(
             client, body, modals.tip_modal(channel_id), fallback="!help tip", handle=handle
         )
         return
@@ -228,12 +243,12 @@ async def on_button(ack: AsyncAck, body: JSONDict, client: AsyncWebClient, handl
     if modals.opens_approve_form(value):
         await ack()
         view = modals.approve_modal(value.split()[1], channel, message_ts)
-        await _open_view(client, body, view, fallback="!help approve", handle=handle)
+        _open_view_later(client, body, view, fallback="!help approve", handle=handle)
         return
     if modals.needs_input(value):
         await ack()
         view = modals.input_modal(value, channel, message_ts)
-        await _open_view(
+        _open_view_later(
             client, body, view, fallback="!help " + value.split(" ", 1)[0], handle=handle
         )
         return
@@ -397,6 +412,21 @@ async def _handle(handle: Handle, command: Command, ack: AsyncAck | None = None)
     finally:
         if ack is not None:
             await ack()
+
+
+# Forms being opened after their request was acknowledged (a reference to each task until
+# it is done, so that it is not collected half-way).
+_opening: set[asyncio.Task[None]] = set()
+
+
+def _open_view_later(
+    client: AsyncWebClient, body: JSONDict, view: JSONDict, *, fallback: str, handle: Handle
+) -> None:
+    """Open a form once the listener has returned (and bolt has answered the request with
+    the ack), as bolt did when it ran listeners in the background."""
+    task = asyncio.create_task(_open_view(client, body, view, fallback=fallback, handle=handle))
+    _opening.add(task)
+    task.add_done_callback(_opening.discard)
 
 
 async def _open_view(

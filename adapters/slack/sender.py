@@ -86,6 +86,12 @@ class SlackSender:
 
     def __init__(self, client: AsyncWebClient, token_for_team: TokenLookup | None = None) -> None:
         self._client = _without_hidden_retries(client)
+        # Calls in flight share one HTTP session (kept-alive connections): a fan-out to
+        # 1,000 channels opens about as many connections as it has calls at once, not one
+        # per message. The session is ours only if the client came without one, and it is
+        # closed as soon as no call is in flight, so none outlives its calls.
+        self._own_session = self._client.session is None
+        self._in_flight = 0
         self._token_for_team = token_for_team
         # DM channel ids by (team, user): conversations.open once per person.
         self._dm_channels: dict[tuple[str | None, str], str] = {}
@@ -210,7 +216,7 @@ class SlackSender:
         if place.token is not None:
             kwargs["token"] = place.token  # another workspace's installation
         try:
-            response = await getattr(self._client, method)(**kwargs)
+            response = await self._call_in_session(method, kwargs)
         except SlackApiError as exc:
             raise _delivery_error(method, exc) from exc
         except TimeoutError as exc:
@@ -222,6 +228,24 @@ class SlackSender:
             raise TemporaryFailure(f"{method}: unexpected answer from Slack")
         return data
 
+    async def _call_in_session(self, method: str, kwargs: dict[str, Any]) -> Any:
+        client = self._client
+        if self._own_session and client.session is None:
+            client.session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=client.timeout),
+                # As many connections as calls in flight (the worker bounds those).
+                connector=aiohttp.TCPConnector(limit=0),
+                trust_env=client.trust_env_in_session,
+            )
+        self._in_flight += 1
+        try:
+            return await getattr(client, method)(**kwargs)
+        finally:
+            self._in_flight -= 1
+            if self._own_session and self._in_flight == 0 and client.session is not None:
+                session, client.session = client.session, None
+                await session.close()
+
 
 def _without_hidden_retries(client: AsyncWebClient) -> AsyncWebClient:
     """A client like ``client`` minus slack_sdk's retry handlers for 429s and dropped
@@ -230,8 +254,8 @@ def _without_hidden_retries(client: AsyncWebClient) -> AsyncWebClient:
     A copy, so a client shared with the bolt app keeps its own settings."""
     unwanted = (AsyncRateLimitErrorRetryHandler, AsyncConnectionErrorRetryHandler)
     handlers = [h for h in client.retry_handlers if not isinstance(h, unwanted)]
-    if len(handlers) == len(client.retry_handlers):
-        return client
+    if len(handlers) == len(client.retry_handlers) and client.session is not None:
+        return client  # nothing to remove, and its session is the caller's (never replaced)
     return AsyncWebClient(
         token=client.token,
         base_url=client.base_url,
