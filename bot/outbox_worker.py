@@ -157,8 +157,13 @@ class OutboxWorker:
         sender = self.senders[platform_of(target)]
         loop = asyncio.get_running_loop()
         for index, row in enumerate(rows):
+            # A channel's posting pace (Slack: about one message a second) is for messages
+            # everyone sees. Answers only their asker sees (chat.postEphemeral; Matrix
+            # replies) don't wait for it, nor hold it up: during a burst of tips an
+            # officer's receipt must not queue behind everyone else's.
+            paced = row.ephemeral_to is None
             wait = self._gate[target] - loop.time()
-            if wait > 0:
+            if paced and wait > 0:
                 await asyncio.sleep(wait)
             try:
                 await self._deliver(sender, row)
@@ -171,7 +176,9 @@ class OutboxWorker:
             except Exception:
                 log.exception("delivering outbox row %s to %s failed", row.id, target)
                 await self._retry(row, "internal error (see log)")
-            self._gate[target] = max(self._gate[target], loop.time() + sender.min_interval(target))
+            if paced:
+                gap = sender.min_interval(target)
+                self._gate[target] = max(self._gate[target], loop.time() + gap)
 
     async def _deliver(self, sender: Sender, row: repo.OutboxRow) -> None:
         out = Outgoing(

@@ -105,6 +105,30 @@ async def test_sqlite_restart_takes_over_unfinished_sends_at_once(db, database_u
     await restarted.stop()
 
 
+async def test_private_answers_do_not_wait_for_the_channels_pace(db) -> None:
+    pace = 30.0  # seconds between messages everyone in the channel sees
+    clock = ManualClock(START)
+    platform = PlatformDouble(interval=pace)
+    bot = bot_on(db, platform, clock)
+    async with bot.core.transaction() as conn:
+        await outbox_repo.enqueue_post(
+            conn, target="console:#tips", message=Message(text="card"), now=clock.now()
+        )
+        for n in range(3):
+            await outbox_repo.enqueue_post(
+                conn,
+                target="console:#tips",
+                ephemeral_to=f"console:officer{n}",
+                message=Message(text=f"receipt {n}"),
+                now=clock.now(),
+            )
+    assert await bot.drain(pace * 4) == {}
+    card, *receipts = platform.received
+    assert [r.text for r in receipts] == ["receipt 0", "receipt 1", "receipt 2"]
+    # Each receipt went out right behind the card, not a pace apart.
+    assert all(r.at - card.at < pace for r in receipts)
+
+
 async def test_temporary_failures_are_retried_with_backoff(db) -> None:
     clock = ManualClock(START)
     platform = PlatformDouble()
