@@ -26,42 +26,11 @@ from benchmarks.matrix_common import (
     until,
 )
 from tests.matrix_server.fixtures import make_client
+from tests.test_matrix_faults import fanout_policy
 
 NAME = "fanout_matrix"
 GOAL = 1.1
 ROOMS = 100
-
-
-def policy(analyst: str, intake: str, review: str, rooms: list[str]) -> str:
-    partners = "".join(
-        f"""
-[[partners]]
-id = "p{n:03d}"
-name = "Partner {n}"
-sector = "local"
-max_tlp = "AMBER"
-channels = ["matrix:{room}"]
-"""
-        for n, room in enumerate(rooms)
-    )
-    return f"""
-[center]
-name = "Benchmark Fusion Center"
-timezone = "America/New_York"
-regions = ["north"]
-
-[roles]
-officers = ["*"]
-analysts = ["matrix:{analyst}"]
-supervisors = ["matrix:{analyst}"]
-
-[[intake]]
-channels = ["matrix:{intake}"]
-
-[[review]]
-name = "general"
-channels = ["matrix:{review}"]
-{partners}"""
 
 
 async def scenario() -> Result:
@@ -81,7 +50,11 @@ async def scenario() -> Result:
         watcher = Watcher(center.client, bot_user)
         await watcher.start()
         async with running_bot(
-            server, bot_user, password, policy(center.user_id, intake, review, rooms), Path(tmp)
+            server,
+            bot_user,
+            password,
+            fanout_policy(center.user_id, intake, review, rooms),
+            Path(tmp),
         ):
             await officer.say(intake, "!tip Drone over the stadium | category: other")
             await until(lambda: watcher.count([review]) >= 1, 30)

@@ -101,7 +101,9 @@ async def running_bot(
         await runtime.wait_ready(120)
         yield bot
     finally:
+        await runtime.stop()
         await bot.stop()
+        await runtime.close()
 
 
 async def until(check: object, seconds: float) -> None:

@@ -256,7 +256,8 @@ async def slack_app(bot: FusionBot) -> AsyncApp:
 
 async def start_matrix(bot: FusionBot) -> MatrixRuntime:
     """Log the bot in to its homeserver and start the sync loop; the Matrix sender joins
-    the outbox once the first sync is done."""
+    the outbox once the first sync is done. The caller stops the runtime, then the bot,
+    then closes the runtime (its client serves the outbox worker until that stops)."""
     from adapters.matrix.runtime import MatrixRuntime
     from adapters.matrix.session import MatrixAccount
 
@@ -273,7 +274,6 @@ async def start_matrix(bot: FusionBot) -> MatrixRuntime:
     runtime = await MatrixRuntime.start(
         account, bot.core, bot.handle, settings.data_dir, bot.worker.add_sender
     )
-    bot.after_stop.append(runtime.close)
     return runtime
 
 

@@ -197,7 +197,6 @@ class OutboxWorker:
                 if ref is None:
                     ref = await sender.post(out)
                 await self._sent(row, ref)
-                metrics.DELIVERIES.labels(sender.platform, "sent").inc()
                 return
             original = await self._original_ref(row)
             if original is None:
@@ -207,7 +206,6 @@ class OutboxWorker:
             else:
                 await sender.delete(out, original)
             await self._sent(row, original)
-            metrics.DELIVERIES.labels(sender.platform, "sent").inc()
         except RateLimited:
             raise
         except HoldDelivery as exc:
@@ -245,6 +243,7 @@ class OutboxWorker:
         targets' tasks are committed together (group commit): a fan-out to 1,000 channels
         takes a few transactions, not 1,000. A crash before the commit leaves the rows
         leased, and their reclaim asks the platform first, as for any uncertain send."""
+        metrics.DELIVERIES.labels(platform_of(row.target), "sent").inc()
         self._unrecorded.append((row.id, ref, self.clock.now()))
         async with self._recording:
             if not self._unrecorded:

@@ -101,6 +101,7 @@ class World:
         finally:
             await runtime.stop()
             await bot.stop()
+            await runtime.close()
 
 
 @pytest.fixture

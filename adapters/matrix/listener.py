@@ -44,7 +44,7 @@ from nio import (
 )
 
 from adapters.matrix.reactions import reaction_command, subject_of
-from adapters.matrix.rooms import may_command, policy_rooms
+from adapters.matrix.rooms import allowed_servers, policy_rooms, server_of
 from adapters.matrix.session import DirectRooms, state_key
 from bot.core import Core
 from bot.errors import UserError
@@ -93,6 +93,8 @@ class MatrixListener:
         self._stop = asyncio.Event()
         self._joined_for: object | None = None
         self._just_joined: set[str] = set()
+        self._servers_for: object | None = None
+        self._servers: frozenset[str] = frozenset()
 
     # ------------------------------------------------------------------ loop
 
@@ -223,7 +225,7 @@ class MatrixListener:
             if room_id in wanted:
                 await self._quietly(self.client.join(room_id))
                 log.info("matrix: joined %s (invited by %s)", room_id, inviter)
-            elif direct and may_command(policy, self.client.user_id, inviter):
+            elif direct and server_of(inviter) in self._allowed_servers():
                 answer = await self._quietly(self.client.join(room_id))
                 if isinstance(answer, JoinResponse):
                     await self.direct.remember(inviter, room_id)
@@ -275,7 +277,7 @@ class MatrixListener:
     async def _handle_event(self, room_id: str, event: Any) -> None:
         if not isinstance(event, (RoomMessageText, ReactionEvent, MegolmEvent)):
             return
-        if not may_command(self.core.policy, self.client.user_id, event.sender):
+        if server_of(event.sender) not in self._allowed_servers():
             log.info(
                 "matrix: ignored %s from %s (server not allowed)", event.event_id, event.sender
             )
@@ -337,40 +339,39 @@ class MatrixListener:
             "I couldn't decrypt that message: my device had no key for it. Please send it "
             "again; if this keeps happening, ask the room to allow fusionbot's device."
         )
-        await self._dispatch(room_id, event.sender, None, event.event_id, event.event_id, text)
+        command = await self._command(room_id, event.sender, "", event.event_id, event.event_id)
+        to = ReplyTo(command.actor, command.channel, command.is_dm, command.source_ref)
+        async with self.core.transaction() as conn:
+            await reply(conn, to, text, now=self.core.clock.now())
         return True
 
     async def _dispatch(
-        self,
-        room_id: str,
-        sender: str,
-        text: str | None,
-        source_ref: str,
-        event_id: str,
-        notice: str | None = None,
+        self, room_id: str, sender: str, text: str, source_ref: str, event_id: str
     ) -> None:
-        channel = self.addresses.get(room_id, f"matrix:{room_id}")
+        await self.handle(await self._command(room_id, sender, text, source_ref, event_id))
+
+    async def _command(
+        self, room_id: str, sender: str, text: str, source_ref: str, event_id: str
+    ) -> Command:
         is_dm = room_id in self.direct.rooms and room_id not in self.addresses
-        actor = f"matrix:{sender}"
         if is_dm and self.direct.by_person.get(sender) != room_id:
             await self.direct.remember(sender, room_id)  # answers go to the room they used
-        command = Command(
-            actor=actor,
-            channel=channel,
-            text=text if text is not None else "",
+        return Command(
+            actor=f"matrix:{sender}",
+            channel=self.addresses.get(room_id, f"matrix:{room_id}"),
+            text=text,
             is_dm=is_dm,
             source_key=f"matrix:{event_id}",
             source_ref=source_ref,
         )
-        if notice is not None:
-            await self._notice(command, notice)
-            return
-        await self.handle(command)
 
-    async def _notice(self, command: Command, text: str) -> None:
-        to = ReplyTo(command.actor, command.channel, command.is_dm, command.source_ref)
-        async with self.core.transaction() as conn:
-            await reply(conn, to, text, now=self.core.clock.now())
+    def _allowed_servers(self) -> frozenset[str]:
+        """Worked out once per policy (every event asks)."""
+        policy = self.core.policy
+        if self._servers_for is not policy:
+            self._servers = allowed_servers(policy, self.client.user_id)
+            self._servers_for = policy
+        return self._servers
 
     async def _with_thread_subject(
         self, room_id: str, root: str, text: str, invocation: tuple[str, str]
