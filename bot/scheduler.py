@@ -60,8 +60,14 @@ class BotScheduler:
             job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 1},
         )
         _RUNNING[self.name] = self
-        self._scheduler.start()
-        self.sync_jobs()
+        try:
+            self._scheduler.start()
+            self.sync_jobs()
+        except BaseException:
+            # The job store's database went away while starting (a leader elected as its
+            # connection is cut): leave nothing half-started for the next election.
+            await self.stop()
+            raise
         if not self._listening:  # a leader elected again must not listen twice
             self.core.policies.on_change(lambda _policy: self.sync_jobs())
             self._listening = True
@@ -121,9 +127,9 @@ class BotScheduler:
         return sorted(job.id for job in self._scheduler.get_jobs()) if self._scheduler else []
 
     async def stop(self) -> None:
-        if self._scheduler is not None:
+        if self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=False)
-            self._scheduler = None
+        self._scheduler = None
         _RUNNING.pop(self.name, None)
 
 
