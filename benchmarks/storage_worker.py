@@ -221,7 +221,7 @@ async def _migrate(url: str) -> None:
 async def measure(url: str, count: int) -> dict[str, Any]:
     from adapters.console.sender import ConsoleSender
     from bot.app import build
-    from bot.intake import render_card
+    from bot.card_render import render_card
     from bot.settings import Settings
     from commands.context import Command
     from storage import tips_repo

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from bot import metrics
 from bot.addresses import platform_of
-from bot.cards import card_key, review_card
+from bot.card_render import render_card
+from bot.cards import card_key
 from bot.categories import CATEGORIES
 from bot.core import Core
-from bot.messages import Message
 from bot.replies import ReplyTo, reply
-from bot.similarity import similar_tips
-from bot.tips import Tip, TipDraft, TipNote
+from bot.tips import Tip, TipDraft
 from storage import outbox_repo, tips_repo
 from storage.audit_repo import append_audit
 
@@ -60,28 +57,3 @@ async def file_tip(
         await reply(conn, to, receipt, now=now)
     metrics.TIPS_FILED.labels(platform_of(to.actor)).inc()
     return tip
-
-
-async def render_card(
-    core: Core,
-    conn: AsyncConnection,
-    tip: Tip,
-    *,
-    overdue: bool = False,
-    notes: list[TipNote] | None = None,
-) -> Message:
-    if notes is None:
-        notes = await tips_repo.notes_for(conn, tip.id)
-    candidates = await tips_repo.open_tips(conn, exclude=tip.id)
-    return review_card(
-        tip, notes, similar_tips(tip, candidates), core.policy.center.tz, overdue=overdue
-    )
-
-
-async def refresh_card(core: Core, conn: AsyncConnection, tip: Tip) -> None:
-    """Edit the tip's card in place wherever it was posted."""
-    card = await render_card(core, conn, tip)
-    for target in await outbox_repo.message_targets(conn, card_key(tip.id)):
-        await outbox_repo.enqueue_edit(
-            conn, target=target, message_key=card_key(tip.id), message=card, now=core.clock.now()
-        )

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from bot.card_render import refresh_card
 from bot.cards import card_key
 from bot.core import Core
 from bot.errors import UserError
-from bot.intake import refresh_card
 from bot.job_runs import count_done
 from bot.messages import Message
 from bot.outbox_worker import SYSTEM_ACTOR

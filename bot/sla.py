@@ -11,9 +11,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from bot.addresses import platform_of
+from bot.card_render import refresh_card
 from bot.cards import card_key
 from bot.core import Core
-from bot.intake import refresh_card
 from bot.job_runs import count_done
 from bot.messages import Message
 from bot.outbox_worker import SYSTEM_ACTOR

@@ -8,9 +8,9 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot import metrics
+from bot.card_render import refresh_card
 from bot.core import Core
 from bot.errors import UserError
-from bot.intake import refresh_card
 from bot.lifecycle import Actor, Verb, next_state
 from bot.replies import ReplyTo, direct_message, reply
 from bot.tips import Tip, TipNote, TipState
