@@ -22,6 +22,7 @@ import re
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from itertools import accumulate
 from typing import Any
 
 from sqlalchemy import create_engine, text
@@ -41,13 +42,43 @@ OFFICERS = 2000
 OFFICER = "console:off0001"  # files the measured tips; has its share of seeded ones
 ANALYST = "console:ana"
 NOW = datetime.now(UTC)
-WORDS = (
-    "vehicle van truck drone camera tripod fence gate substation stadium depot bridge tunnel "
-    "station pipeline tower school hospital mall parking garage package backpack bag "
-    "photograph sketch measure loiter circle ask question guard shift schedule delivery "
-    "uniform badge ladder wire cutter fuel container chemical powder smell smoke alarm "
-    "north south east west night morning evening weekend rental plate license out-of-state"
+# Seeded tips read like tips: words drawn with Zipf's law from a domain vocabulary in
+# rough order of how often they occur in suspicious-activity reports, so the common ones
+# ("suspicious", "vehicle", "photographing") are in a large share of the tips, as they are
+# in a center's records, and the rare ones in a few; stop words between them, a plate or a
+# number now and then, and details on most tips. The measured tips' words are among them
+# at a realistic rank ("photographing" common, "fence" fairly, "substation" and "tripod"
+# less so), so "similar open tips" has about as much to compare as it would in a center.
+VOCABULARY = (
+    "suspicious vehicle photographing male parked white black van entrance security "
+    "fence camera building questions area car walking driving female asked observed "
+    "gate video recording loitering truck backpack employee behavior approached left "
+    "minutes phone taking pictures several times night parking lot silver sedan "
+    "individual appeared nervous when perimeter access door guard station bag front "
+    "morning tower facility infrastructure blue red gray pickup plates license drone "
+    "unattended package rear street hours staff notes sketching measuring pacing "
+    "railroad tracks substation power plant water treatment bridge tunnel stadium mall "
+    "school hospital church synagogue mosque airport terminal hangar port pier dock "
+    "container warehouse depot pipeline valve transformer tripod binoculars notebook "
+    "map diagram schedule shift change delivery uniform badge credential ladder wire "
+    "cutters bolt fuel chemical powder smell smoke alarm fertilizer propane cylinders "
+    "rental rented receipt cash purchased bulk quantity inquired inquiries capacity "
+    "crowd event concert parade weekend evening overnight circled twice drove slowly "
+    "stopped turned fled ran hood mask gloves hoodie jacket cap beard tall short "
+    "thin heavy young older pair group three companions passenger driver motorcycle "
+    "bicycle scooter boat kayak trailer dumpster alley roof ladder antenna cellular "
+    "router cable fiber cabinet control room server badge reader keypad lock broken "
+    "cut tampered forced damaged graffiti symbol flyer sticker message threat post "
+    "online social media account manifesto weapon rifle handgun ammunition holster "
+    "vest tactical range practice flight lessons simulator laser pointer"
 ).split()
+# Zipf's law (s = 1): the k-th word is drawn with weight 1/k.
+WORD_WEIGHTS = list(accumulate(1 / rank for rank in range(1, len(VOCABULARY) + 1)))
+# Places too: a few sites come up again and again (the busiest in about 1.5% of tips),
+# most once or twice.
+SITES = 3000
+SITE_WEIGHTS = list(accumulate(1 / (rank + 10) for rank in range(SITES)))
+FILLERS = "the a near at by on with and of in from".split()
 CODES = list(CATEGORIES)
 
 
@@ -75,6 +106,20 @@ def _state(rng: random.Random) -> TipState:
     return TipState.DUPLICATE
 
 
+def _text(rng: random.Random, count: int) -> str:
+    words = rng.choices(VOCABULARY, cum_weights=WORD_WEIGHTS, k=count)
+    for at in sorted(rng.sample(range(count), k=count // 3), reverse=True):
+        words.insert(at, rng.choice(FILLERS))
+    if rng.random() < 0.3:  # a plate, a time, a count: words almost no other tip has
+        words.append(f"{rng.choice('ABCDEFGHJKLMNPRSTUVWXYZ')}{rng.randint(1000, 99999)}")
+    return " ".join(words).capitalize()
+
+
+def _place(rng: random.Random) -> str:
+    site = rng.choices(range(SITES), cum_weights=SITE_WEIGHTS)[0]
+    return f"gate {site}" if rng.random() < 0.5 else f"{site} Main St"
+
+
 def seed(url: str, count: int) -> dict[str, Any]:
     started = time.perf_counter()
     asyncio.run(_migrate(url))
@@ -99,7 +144,8 @@ def seed(url: str, count: int) -> dict[str, Any]:
                     if state is TipState.REJECTED and decided and decided < NOW - timedelta(days=30)
                     else None
                 )
-                summary = " ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 14)))
+                summary = _text(rng, rng.randint(6, 14))
+                details = _text(rng, rng.randint(8, 30)) if rng.random() < 0.8 else None
                 officer = f"console:off{rng.randint(1, OFFICERS):04d}"
                 tip_rows.append(
                     {
@@ -107,10 +153,10 @@ def seed(url: str, count: int) -> dict[str, Any]:
                         "summary": "" if purged else summary,
                         "category": rng.choice(CODES),
                         "urgency": rng.choice(list(Urgency)).value,
-                        "location": None if purged else f"gate {rng.randint(1, 3000)}",
+                        "location": None if purged else _place(rng),
                         "region": rng.choice(["north", "south", "downtown"]),
                         "when_text": None,
-                        "details": None if purged else f"seeded {tip_id}",
+                        "details": None if purged else details,
                         "state": state.value,
                         "officer": officer,
                         "intake_channel": "console:#tips",
