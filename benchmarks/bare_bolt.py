@@ -7,7 +7,13 @@ bot serves its own (adapters.slack.http: aiohttp, POST /slack/events, GET /healt
 
 The message goes to the channel named by ``category: X`` in the text (``--review-prefix``
 + X), else to ``--review``: the same review channel the bot's policy in the benchmark
-routes that tip to."""
+routes that tip to.
+
+With ``--database-url`` it is the *durable* bare app: before acking it commits the
+request's text as one row, through the bot's own database layer (``storage.db.Database``:
+the same engine options, SQLite pragmas and one-writer-at-a-time rule), and only then acks
+and posts. It measures what "committed before the officer is told" costs by itself, with
+none of the bot's other work (audit chain, routing, card, outbox hop)."""
 
 from __future__ import annotations
 
@@ -19,13 +25,20 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import Column, Integer, MetaData, Table, Text
 
 from adapters.slack.http import start_http
+from storage.db import Database
 
 _CATEGORY = re.compile(r"category:\s*(\w+)")
 
+_metadata = MetaData()
+_requests = Table(
+    "requests", _metadata, Column("id", Integer, primary_key=True), Column("text", Text)
+)
 
-def create_app(args: argparse.Namespace) -> AsyncApp:
+
+def create_app(args: argparse.Namespace, database: Database | None = None) -> AsyncApp:
     app = AsyncApp(
         client=AsyncWebClient(token=args.token, base_url=args.api_url),
         signing_secret=args.secret,
@@ -36,6 +49,9 @@ def create_app(args: argparse.Namespace) -> AsyncApp:
     @app.command("/tip")
     async def tip(ack: Any, command: dict[str, Any], client: AsyncWebClient) -> None:
         nonlocal count
+        if database is not None:
+            async with database.transaction() as conn:
+                await conn.execute(_requests.insert().values(text=command.get("text", "")))
         await ack()
         count += 1
         found = _CATEGORY.search(command.get("text", ""))
@@ -48,7 +64,11 @@ def create_app(args: argparse.Namespace) -> AsyncApp:
 
 
 async def main(args: argparse.Namespace) -> None:
-    runner = await start_http(create_app(args), args.port)
+    database = Database(args.database_url) if args.database_url else None
+    if database is not None:
+        async with database.transaction() as conn:
+            await conn.run_sync(_metadata.create_all)
+    runner = await start_http(create_app(args, database), args.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -57,6 +77,8 @@ async def main(args: argparse.Namespace) -> None:
         await stop.wait()
     finally:
         await runner.cleanup()
+        if database is not None:
+            await database.dispose()
 
 
 if __name__ == "__main__":
@@ -67,4 +89,5 @@ if __name__ == "__main__":
     parser.add_argument("--secret", required=True)
     parser.add_argument("--review", default="C0REVIEW")
     parser.add_argument("--review-prefix", default="C0R")
+    parser.add_argument("--database-url", help="commit each request before acking")
     asyncio.run(main(parser.parse_args()))

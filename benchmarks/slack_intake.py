@@ -15,7 +15,12 @@ time, one per category, so no card waits for the pace.
 With FUSIONBOT_BENCH_DATABASE_URL (or FUSIONBOT_TEST_DATABASE_URL) naming a PostgreSQL
 server, the bot is measured a second time on a database of its own on that server
 (created and dropped as by the storage benchmark), against the same bare app: PostgreSQL
-is the production database, where commits don't queue behind SQLite's one writer."""
+is the production database, where commits don't queue behind SQLite's one writer.
+
+A second, informative baseline (never in the ratio): the *durable* bare app, which commits
+each request as one row through the bot's database layer before acking (bare_bolt.py
+--database-url), on the same database kind. The bot against it shows how much of the gap
+is the rule "committed before acknowledged" itself and how much is the bot's own work."""
 
 from __future__ import annotations
 
@@ -181,33 +186,62 @@ async def baseline(tmp: Path, fake: TimedSlack) -> AsyncIterator[Slack]:
         yield slack
 
 
+@contextlib.asynccontextmanager
+async def durable_baseline(tmp: Path, fake: TimedSlack) -> AsyncIterator[Slack]:
+    url = f"sqlite+aiosqlite:///{tmp / 'requests.db'}"
+    async with bare_bolt(tmp, fake, "--database-url", url) as (slack, _):
+        yield slack
+
+
+@contextlib.asynccontextmanager
+async def durable_baseline_on_postgresql(tmp: Path, fake: TimedSlack) -> AsyncIterator[Slack]:
+    async with (
+        postgres_database(postgres_server()) as url,
+        bare_bolt(tmp, fake, "--database-url", url) as (slack, _),
+    ):
+        yield slack
+
+
 async def bench() -> Result:
     with tempfile.TemporaryDirectory(prefix="fusionbot-bench-") as tmp:
         (Path(tmp) / "ours").mkdir()
-        (Path(tmp) / "bare").mkdir()
+        for part in ("bare", "durable", "pg", "durable-pg"):
+            (Path(tmp) / part).mkdir()
         mine, my_problems = await measure(ours, Path(tmp) / "ours", wait_for_receipts=True)
         bare, bare_problems = await measure(baseline, Path(tmp) / "bare", wait_for_receipts=False)
+        durable, durable_problems = await measure(
+            durable_baseline, Path(tmp) / "durable", wait_for_receipts=False
+        )
+        bare_problems += durable_problems
         on_pg: dict[str, Any] | None = None
+        durable_pg: dict[str, Any] = {}
         if postgres_server():
-            (Path(tmp) / "pg").mkdir()
             on_pg, pg_problems = await measure(
                 ours_on_postgresql, Path(tmp) / "pg", wait_for_receipts=True
             )
             my_problems += [f"postgresql: {problem}" for problem in pg_problems]
-    comparisons = compare(mine, bare)
+            durable_pg, durable_pg_problems = await measure(
+                durable_baseline_on_postgresql, Path(tmp) / "durable-pg", wait_for_receipts=False
+            )
+            bare_problems += durable_pg_problems
+    comparisons = compare(mine, bare) + against_durable(mine, durable)
     if on_pg is not None:
         comparisons += compare(on_pg, bare, prefix="postgresql: ")
+        comparisons += against_durable(on_pg, durable_pg, prefix="postgresql: ")
         mine = {**mine, "postgresql": on_pg}
+        durable = {**durable, "postgresql": durable_pg}
     problems = my_problems + bare_problems
     return Result(
         name=NAME,
         goal=GOAL,
         comparisons=comparisons,
         figures=mine,
-        baseline=bare,
+        baseline={**bare, "durable": durable},
         notes=[
             "ratio: the worst of end-to-end p50 and ack p95 at each concurrency"
             + (", on SQLite and on PostgreSQL" if on_pg is not None else " (SQLite)"),
+            "'vs durable bare': against a bare app that commits each request before acking "
+            "(informative, not in the ratio)",
             *problems[:5],
         ],
         ok=not problems,
@@ -261,6 +295,40 @@ def compare(mine: dict[str, Any], bare: dict[str, Any], prefix: str = "") -> lis
             )
         )
     return comparisons
+
+
+def against_durable(
+    mine: dict[str, Any], durable: dict[str, Any], prefix: str = ""
+) -> list[Comparison]:
+    """The bot against the bare app that also commits before acking: never counted."""
+    rows = [
+        Comparison(
+            f"{prefix}vs durable bare: end to end p50",
+            mine["end_to_end"]["p50_ms"],
+            durable["end_to_end"]["p50_ms"],
+            "ms",
+        )
+    ]
+    for concurrency in LEVELS:
+        m, d = mine[f"c{concurrency}"], durable[f"c{concurrency}"]
+        rows.append(
+            Comparison(
+                f"{prefix}vs durable bare: ack p95, concurrency {concurrency}",
+                m["ack"]["p95_ms"],
+                d["ack"]["p95_ms"],
+                "ms",
+            )
+        )
+        rows.append(
+            Comparison(
+                f"{prefix}vs durable bare: requests/s, concurrency {concurrency}",
+                m["requests_per_s"],
+                d["requests_per_s"],
+                "/s",
+                higher_is_better=True,
+            )
+        )
+    return rows
 
 
 def run() -> Result:
