@@ -61,15 +61,12 @@ async def append_audit(
     # Stored and reloaded as UTC; return the same, so the entry equals its reloaded self.
     at = at.astimezone(UTC)
     normal = normalize_details(details)
-    if conn.dialect.name == "postgresql":
-        # Two appenders must not both read the same head; released at commit or rollback.
-        # On SQLite, Database.transaction() already lets only one writer in at a time.
+    head = await _read_head(conn)
+    if head is None and conn.dialect.name == "postgresql":
+        # No head row to lock yet (a new log, or a deleted head): the advisory lock
+        # serialises appenders until one head exists; then read again.
         await conn.execute(select(func.pg_advisory_xact_lock(AUDIT_LOCK_KEY)))
-    head = (
-        await conn.execute(
-            select(audit_head.c.last_id, audit_head.c.last_hash).where(audit_head.c.id == _HEAD_ID)
-        )
-    ).first()
+        head = await _read_head(conn)
     if head is None:
         existing = (await conn.execute(select(func.max(audit_log.c.id)))).scalar()
         if existing is not None:
@@ -115,6 +112,16 @@ async def append_audit(
             .values(last_id=entry.id, last_hash=entry.hash)
         )
     return entry
+
+
+async def _read_head(conn: AsyncConnection) -> Any:
+    query = select(audit_head.c.last_id, audit_head.c.last_hash).where(audit_head.c.id == _HEAD_ID)
+    if conn.dialect.name == "postgresql":
+        # Two appenders must not both read the same head: the row lock makes the second
+        # wait for the first's commit (or rollback) and then read the head it left. On
+        # SQLite, Database.transaction() already lets only one writer in at a time.
+        query = query.with_for_update()
+    return (await conn.execute(query)).first()
 
 
 async def load_audit(

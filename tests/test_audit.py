@@ -227,7 +227,12 @@ async def test_a_rolled_back_transaction_leaves_no_audit_row(db: Database) -> No
     assert await verify(db) == (True, 3, [])
 
 
-async def test_concurrent_appenders_get_one_unbroken_chain(db: Database) -> None:
+@pytest.mark.parametrize("existing", [0, 3], ids=["new log", "log with a head"])
+async def test_concurrent_appenders_get_one_unbroken_chain(db: Database, existing: int) -> None:
+    # A new log has no head row to lock yet (PostgreSQL takes an advisory lock then); an
+    # existing one is serialised by the head row's lock.
+    await append_rows(db, existing)
+
     async def one(i: int) -> AuditEntry:
         async with db.transaction() as conn:
             entry = await append_audit(
@@ -238,8 +243,8 @@ async def test_concurrent_appenders_get_one_unbroken_chain(db: Database) -> None
 
     entries = await asyncio.gather(*(one(i) for i in range(12)))
 
-    assert sorted(e.id for e in entries) == list(range(1, 13))
-    assert await verify(db) == (True, 12, [])
+    assert sorted(e.id for e in entries) == list(range(existing + 1, existing + 13))
+    assert await verify(db) == (True, existing + 12, [])
 
 
 async def test_load_filters_by_subject_and_keeps_the_newest(db: Database) -> None:
