@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import re
 from collections.abc import Sequence
@@ -20,8 +21,7 @@ _STOP = frozenset(
 
 
 class TipText(NamedTuple):
-    """What similarity looks at in a candidate: a card compares a tip with hundreds of
-    open ones, so they are loaded as these (a tuple per row), not as whole tips."""
+    """What similarity looks at in a candidate, loaded as a tuple per row, not a whole tip."""
 
     id: int
     summary: str
@@ -61,10 +61,46 @@ def _place(location: str | None) -> str:
     return (location or "").strip().lower()
 
 
+# --- Terms: what the index of open tips (storage table tip_terms) holds for each tip ----
+# A tip shares a term with another exactly when they share a significant word or the place,
+# so the database can find and rank candidates by terms alone; the reasons shown are then
+# worded from the candidates' own text by similar_tips, as for any candidate.
+
+PLACE_PREFIX = "@"  # a word is [a-z0-9]+, so a place term never equals a word term
+_TERM_CHARS = 64  # longer words and places are stored as a digest: index keys stay short
+
+
+def _bounded(term: str) -> str:
+    if len(term) <= _TERM_CHARS:
+        return term
+    return term[:40] + "~" + hashlib.blake2b(term.encode(), digest_size=8).hexdigest()
+
+
+def word_terms(summary: str | None, details: str | None) -> frozenset[str]:
+    """The terms for a tip's significant words (summary and details together)."""
+    return frozenset(map(_bounded, _text_words(summary, details)))
+
+
+def place_term(location: str | None) -> str | None:
+    """The term for a tip's place (normalised as for "same place"), None without one."""
+    place = _place(location)
+    return PLACE_PREFIX + _bounded(place) if place else None
+
+
+def tip_terms(summary: str | None, details: str | None, location: str | None) -> frozenset[str]:
+    """Every term of a tip: what the index holds for it while it is open."""
+    place = place_term(location)
+    words = word_terms(summary, details)
+    return words | {place} if place else words
+
+
 def similar_tips(
     tip: Tip | TipText, candidates: Sequence[Tip | TipText], *, limit: int = 3
 ) -> list[Similar]:
-    """Tips at the same place, or sharing at least two significant words."""
+    """Of the candidates, those at the same place or sharing at least two significant
+    words, best first (3 for the same place plus the shared words; newest first among
+    equals), each with the reason. A card passes the few the database ranked best among
+    the recent open tips (``storage.tips_repo.similar_open_tips``), ranked the same way."""
     mine = _text_words(tip.summary, tip.details)
     place = _place(tip.location)
     # Score every candidate, word the reasons for the few shown only.

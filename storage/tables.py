@@ -14,6 +14,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    and_,
+    literal_column,
 )
 
 from storage.types import UTCDateTime
@@ -60,6 +62,17 @@ tips = Table(
     Column("source_key", String(255), unique=True),
 )
 
+OPEN_TIP_STATES = ("new", "claimed", "needs_info")
+# Written out, not bound: SQLite uses a partial index only for a query whose condition is
+# the index's own, constants included.
+OPEN_TIP = and_(
+    tips.c.state.in_([literal_column(f"'{state}'") for state in OPEN_TIP_STATES]),
+    tips.c.purged_at.is_(None),
+)
+# The most recent open tips (the window "similar open tips" looks in) without reading the
+# closed ones between them.
+Index("ix_tips_open", tips.c.id, sqlite_where=OPEN_TIP, postgresql_where=OPEN_TIP)
+
 tip_notes = Table(
     "tip_notes",
     metadata,
@@ -69,6 +82,17 @@ tip_notes = Table(
     Column("actor", String(ADDRESS), nullable=False),
     Column("text", Text, nullable=False),
     Column("at", UTCDateTime, nullable=False),
+)
+
+# The terms of open tips (significant words of summary and details, and the place), one row
+# per term and tip, so that a review card asks only for the tips that share terms with its
+# own instead of reading every open tip. Written with the tip when it is filed, deleted when
+# it closes (and so before a rejected tip can be purged): no row holds a closed tip's words.
+tip_terms = Table(
+    "tip_terms",
+    metadata,
+    Column("term", String(80), primary_key=True),
+    Column("tip_id", Integer, ForeignKey("tips.id"), primary_key=True, index=True),
 )
 
 outbox = Table(
