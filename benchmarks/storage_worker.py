@@ -6,7 +6,8 @@
 ``seed`` writes N tips straight into the real tables (storage/tables.py), with what a
 center accumulates around them: notes on one tip in five, each tip's card and receipt in
 the outbox (sent), and a valid hash-chained audit row per tip. About 5% of the tips are
-still open, most are closed, and rejected ones older than the retention period purged.
+still open, most are closed, and rejected ones older than the retention period purged;
+the open ones' terms are in the index of open tips (tip_terms), as the bot writes them.
 
 ``measure`` builds the bot the way `fusionbot run` does (bot.app.build, console sender) in
 a fresh process, files and triages tips through commands, asks for !status and renders
@@ -25,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import accumulate
 from typing import Any
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
 from benchmarks.common import rss_mib, summary_ms
@@ -33,9 +34,11 @@ from bot.audit import GENESIS, entry_hash, normalize_details
 from bot.cards import card_key
 from bot.categories import CATEGORIES
 from bot.messages import Message
+from bot.similarity import tip_terms
 from bot.tips import TipState, Urgency
 from storage.db import Database
 from storage.tables import audit_head, audit_log, outbox, tip_notes, tips
+from storage.tables import tip_terms as tip_terms_table
 
 ROUNDS = 40
 OFFICERS = 2000
@@ -134,6 +137,7 @@ def seed(url: str, count: int) -> dict[str, Any]:
     with engine.begin() as conn:
         for first in range(1, count + 1, chunk):
             tip_rows, note_rows, outbox_rows, audit_rows = [], [], [], []
+            term_rows: list[dict[str, Any]] = []
             for tip_id in range(first, min(count, first + chunk - 1) + 1):
                 filed = NOW - timedelta(minutes=(count - tip_id) * 15 + rng.randint(0, 10))
                 state = _state(rng)
@@ -172,6 +176,13 @@ def seed(url: str, count: int) -> dict[str, Any]:
                         "source_key": None,
                     }
                 )
+                if not closed:
+                    # The index of open tips' terms, as the bot writes it when filing one.
+                    location = tip_rows[-1]["location"]
+                    term_rows += [
+                        {"term": term, "tip_id": tip_id}
+                        for term in tip_terms(summary, details, location)
+                    ]
                 if not purged and rng.random() < 0.2:
                     for kind, who, words in (
                         ("ask", ANALYST, "What else?"),
@@ -231,6 +242,8 @@ def seed(url: str, count: int) -> dict[str, Any]:
                 )
                 last_hash = digest
             conn.execute(tips.insert(), tip_rows)
+            if term_rows:
+                conn.execute(tip_terms_table.insert(), term_rows)
             if note_rows:
                 conn.execute(tip_notes.insert(), note_rows)
             conn.execute(outbox.insert(), outbox_rows)
@@ -301,7 +314,16 @@ async def measure(url: str, count: int) -> dict[str, Any]:
     open_seeded: list[int] = []
     if count:
         async with db.read() as conn:
-            open_seeded = [t.id for t in await tips_repo.open_tips(conn, limit=200)]
+            open_seeded = list(
+                (
+                    await conn.execute(
+                        select(tips.c.id)
+                        .where(tips.c.state.in_(tips_repo.OPEN_STATES))
+                        .order_by(tips.c.id.desc())
+                        .limit(200)
+                    )
+                ).scalars()
+            )
     try:
         # Warm up: one tip through its whole life, unmeasured.
         await bot.handle(Command(OFFICER, "console:#tips", "!tip warm up | category: photo"))
