@@ -18,7 +18,7 @@ from adapters.matrix.runtime import MatrixRuntime
 from bot.app import FusionBot, build, start_matrix
 from bot.policy_loader import parse_policy
 from bot.settings import Settings
-from storage.bot_state_repo import get_state
+from storage.bot_state_repo import get_state, put_state
 from storage.db import Database
 from storage.tables import alert_feedback, audit_log, tips
 from tests.matrix_server import SynapseServer
@@ -331,6 +331,52 @@ async def test_restart_neither_replays_nor_loses_commands(world: World) -> None:
         if "m.new_content" not in s.content
     ]
     assert [c.body.split(" ", 1)[0] for c in cards] == ["T-1", "T-2", "T-3"]
+
+
+async def test_commands_acted_on_just_before_a_crash_are_not_acted_on_again(
+    world: World,
+) -> None:
+    """A crash can come after a command was answered but before the sync position past it
+    was saved: the next start is shown that command again and must not answer it twice."""
+    w, rooms, bot = world, world.rooms, world.bot_user
+    token_key = f"matrix:{w.bot_user}:next_batch"
+    async with w.running_bot():
+        await w.officer.say(rooms["intake"], "!tip Drone over the rail yard | category: other")
+        await w.analyst.wait_for(notice(bot, rooms["review"], "T-1"))
+    db = Database(w.database_url)
+    try:
+        async with db.read() as conn:
+            before_claim = await get_state(conn, token_key)
+        async with w.running_bot():
+            asked = await w.analyst.say(rooms["review"], "!claim T-1")
+            await w.analyst.wait_for(both(notice(bot, rooms["review"]), replies_to(asked)))
+        # What a crash right after the answer leaves: the position saved before the claim.
+        async with db.transaction() as conn:
+            await put_state(conn, token_key, before_claim)
+    finally:
+        await db.dispose()
+    async with w.running_bot():
+        await w.officer.say(rooms["intake"], "!tip Van at the depot gate | category: other")
+        await w.analyst.wait_for(notice(bot, rooms["review"], "T-2"))
+        await asyncio.sleep(1)  # a second answer to the claim would be out by now
+        await w.analyst.sync()
+    answers = [
+        s
+        for s in w.analyst.messages_in(rooms["review"], sender=bot)
+        if replies_to(asked)(s.room_id, s.event) and "m.new_content" not in s.content
+    ]
+    assert len(answers) == 1, [a.body for a in answers]
+    db = Database(w.database_url)
+    try:
+        async with db.read() as conn:
+            claims = (
+                await conn.execute(
+                    select(audit_log.c.id).where(audit_log.c.action == "tip.claimed")
+                )
+            ).all()
+    finally:
+        await db.dispose()
+    assert len(claims) == 1
 
 
 async def test_encrypted_intake_room(world: World) -> None:

@@ -2,12 +2,16 @@
 
 What it guarantees:
 
-- Nothing replays and nothing is missed across restarts. The sync token is saved in the
-  database after each batch is handled; a start resumes from it (commands sent while the
-  bot was down are served), and a brand-new bot starts from "now" without acting on
-  history. An event handled just before a crash, whose batch's token wasn't saved yet, is
-  recognised by its id (``handled_events``) and not acted on twice; a tip is also
-  deduplicated by its event id.
+- Nothing replays and nothing is missed across restarts. The sync token of the last
+  batch handled is saved in the database shortly after it (a second at most, coalescing
+  busy moments, so the save never sits between a command and its answer), at once for a
+  brand-new bot's first sync, and when the loop stops; a start resumes from it (commands
+  sent while the bot was down are served), and a brand-new bot starts from "now" without
+  acting on history. Events handled before a crash but after the last save come again
+  after the next start: a command is recognised by its event id (``handled_events``,
+  looked up only for what would be acted on and marked: chatter and tips, the bulk of the
+  traffic, need no look-up) and not acted on twice; a tip is deduplicated by its event id
+  where it is stored.
 - It joins only the rooms the policy names (and direct chats people open with it from
   allowed servers); other invites are declined. Commands from servers the policy doesn't
   allow are ignored.
@@ -64,6 +68,8 @@ SYNC_TIMEOUT_MS = 30_000
 # Missed events fetched after an outage, per room; older ones are left (and logged).
 MAX_GAP_EVENTS = 2_000
 MAX_BACKOFF = 60.0
+# How long after a handled batch its sync token is saved (batches in between coalesce).
+TOKEN_SAVE_DELAY = 1.0
 # Lines a client quotes when someone replies to a message (the reply fallback).
 _QUOTE = re.compile(r"^(> .*\n?)+\n?")
 _REF = re.compile(r"^[TA]-?\d+\b", re.IGNORECASE)
@@ -95,6 +101,10 @@ class MatrixListener:
         self._just_joined: set[str] = set()
         self._servers_for: object | None = None
         self._servers: frozenset[str] = frozenset()
+        # The token of the last batch handled, and the last one saved.
+        self._handled_token: str | None = None
+        self._saved_token: str | None = None
+        self._token_due = asyncio.Event()
 
     # ------------------------------------------------------------------ loop
 
@@ -103,8 +113,18 @@ class MatrixListener:
         acted on, so the bot knows its rooms, their members and encryption."""
         async with self.core.db.read() as conn:
             since = await get_state(conn, self._token_key)
+        self._handled_token = self._saved_token = since
         fresh = since is None
         await self._quietly(self.direct.load())
+        saver = asyncio.create_task(self._save_token_soon(), name="matrix-sync-token")
+        try:
+            await self._sync_loop(since, fresh)
+        finally:
+            saver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await saver
+
+    async def _sync_loop(self, since: str | None, fresh: bool) -> None:
         backoff = 1.0
         first = True
         while not self._stop.is_set():
@@ -130,12 +150,18 @@ class MatrixListener:
             try:
                 await self._handle_sync(response, since, first=first, fresh=fresh)
             except Exception:
-                # The database or a handler failed: the token isn't saved, so the same
+                # The database or a handler failed: the token doesn't move, so the same
                 # events come again; those already handled are recognised by their ids.
                 log.exception("matrix: handling a sync failed; trying again")
                 await self._pause(backoff)
                 continue
             since = response.next_batch
+            self._handled_token = since
+            if first and fresh:
+                # A new bot's "now" must outlive a crash, or it would act on history.
+                await self.save_position()
+            else:
+                self._token_due.set()
             if first:
                 first = False
                 self.ready.set()
@@ -153,8 +179,31 @@ class MatrixListener:
         # Key upkeep after the commands, which shouldn't wait for it (sends that need keys
         # fetch what they lack themselves).
         await self._keys()
-        async with self.core.transaction() as conn:
-            await put_state(conn, self._token_key, response.next_batch)
+
+    async def save_position(self) -> None:
+        """Save the token of the last batch handled, if it isn't saved yet. Called by the
+        loop shortly after each batch, and by the runtime once the loop has stopped."""
+        token = self._handled_token
+        if token is None or token == self._saved_token:
+            return
+        # Not core.transaction: nothing is queued, so the outbox needn't wake.
+        async with self.core.db.transaction() as conn:
+            await put_state(conn, self._token_key, token)
+        self._saved_token = token
+
+    async def _save_token_soon(self) -> None:
+        """Save the position a moment after a batch, off the path from a command to its
+        answers (the outbox worker claims them meanwhile); a burst of batches is one save."""
+        while True:
+            await self._token_due.wait()
+            await asyncio.sleep(TOKEN_SAVE_DELAY)
+            self._token_due.clear()
+            try:
+                await self.save_position()
+            except Exception:
+                # The next batch tries again; until then a restart sees more events
+                # again, which are recognised.
+                log.exception("matrix: saving the sync position failed")
 
     def stop(self) -> None:
         self._stop.set()
@@ -282,10 +331,6 @@ class MatrixListener:
                 "matrix: ignored %s from %s (server not allowed)", event.event_id, event.sender
             )
             return
-        seen_key = f"matrix:{event.event_id}"
-        async with self.core.db.read() as conn:
-            if await was_handled(conn, seen_key):
-                return
         if isinstance(event, RoomMessageText):
             acted = await self._on_text(room_id, event)
         elif isinstance(event, ReactionEvent):
@@ -293,12 +338,19 @@ class MatrixListener:
         else:
             acted = await self._on_undecryptable(room_id, event)
         if acted:
-            async with self.core.transaction() as conn:
-                await first_time(conn, seen_key, now=self.core.clock.now())
+            # The command's own transaction woke the outbox already.
+            async with self.core.db.transaction() as conn:
+                await first_time(conn, _seen_key(event), now=self.core.clock.now())
+
+    async def _acted_on_before(self, event: Any) -> bool:
+        """Whether a run that crashed before saving its sync position acted on this."""
+        async with self.core.db.read() as conn:
+            return await was_handled(conn, _seen_key(event))
 
     async def _on_text(self, room_id: str, event: RoomMessageText) -> bool:
         """Dispatch a command; True when it must be marked handled. Chatter needs no
-        mark, and neither does a tip: it is stored under its event id already."""
+        mark, and neither does a tip: it is stored under its event id already, and filing
+        it again is a no-op."""
         content = event.source.get("content", {})
         relation = content.get("m.relates_to")
         if not isinstance(relation, dict):
@@ -315,8 +367,11 @@ class MatrixListener:
         if root:
             text = await self._with_thread_subject(room_id, root, text, invocation)
         source_ref = f"{event.event_id}|{root}" if root else event.event_id
+        is_tip = invocation[0] == "tip"
+        if not is_tip and await self._acted_on_before(event):
+            return False
         await self._dispatch(room_id, event.sender, text, source_ref, event.event_id)
-        return invocation[0] != "tip"
+        return not is_tip
 
     async def _on_reaction(self, room_id: str, event: ReactionEvent) -> bool:
         async with self.core.db.read() as conn:
@@ -329,10 +384,14 @@ class MatrixListener:
         # The answer goes into the reacted message's thread (or the thread it is in).
         root = _thread_root(row.message.reply_to) or event.reacts_to
         source_ref = f"{event.reacts_to}|{root}"
+        if await self._acted_on_before(event):
+            return False
         await self._dispatch(room_id, event.sender, text, source_ref, event.event_id)
         return True
 
     async def _on_undecryptable(self, room_id: str, event: MegolmEvent) -> bool:
+        if await self._acted_on_before(event):
+            return False
         with contextlib.suppress(Exception):
             await self.client.request_room_key(event)
         text = (
@@ -393,6 +452,10 @@ class MatrixListener:
             return await call
         except (ClientError, TimeoutError) as exc:
             return exc
+
+
+def _seen_key(event: Any) -> str:
+    return f"matrix:{event.event_id}"
 
 
 def _own_invite(events: list[Any], user_id: str) -> InviteMemberEvent | None:

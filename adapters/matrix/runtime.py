@@ -70,12 +70,19 @@ class MatrixRuntime:
         await asyncio.wait_for(self.listener.ready.wait(), seconds)
 
     async def stop(self) -> None:
-        """Stop syncing. The client stays open for the outbox worker until ``close``."""
+        """Stop syncing and save the sync position. The client stays open for the outbox
+        worker until ``close``."""
         self.listener.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        try:
+            await self.listener.save_position()
+        except Exception:
+            # A deposed leader may have lost the database: the next start sees the events
+            # since the last save again, and recognises those it acted on.
+            log.exception("matrix: could not save the sync position at stop")
 
     async def close(self) -> None:
         await self.stop()
