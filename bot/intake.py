@@ -25,14 +25,6 @@ async def file_tip(
         )
         if not created:
             return tip  # a platform's redelivery of a tip we already have
-        await append_audit(
-            conn,
-            at=now,
-            actor=to.actor,
-            action="tip.filed",
-            subject=tip.ref,
-            details={"category": tip.category, "urgency": tip.urgency.value, "channel": to.channel},
-        )
         review = policy.review_for(tip.category, tip.urgency)
         card = await render_card(core, conn, tip, notes=[])  # a new tip has no notes yet
         for channel in dict.fromkeys(review.channels):  # each once: the keys are new
@@ -55,5 +47,15 @@ async def file_tip(
                 " No category was given, so it is filed as OTHER; add | category: … next time."
             )
         await reply(conn, to, receipt, now=now)
+        # Last, just before the commit: on PostgreSQL the audit head's row lock serialises
+        # every writer from here to the commit, so concurrent tips do the rest side by side.
+        await append_audit(
+            conn,
+            at=now,
+            actor=to.actor,
+            action="tip.filed",
+            subject=tip.ref,
+            details={"category": tip.category, "urgency": tip.urgency.value, "channel": to.channel},
+        )
     metrics.TIPS_FILED.labels(platform_of(to.actor)).inc()
     return tip
