@@ -11,8 +11,10 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from storage import sqlite_driver
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -75,6 +77,10 @@ def _upgrade(connection: Connection) -> None:
 
 
 def _engine_options(url: str) -> dict[str, Any]:
+    if url.startswith("sqlite+aiosqlite"):
+        # One trip to aiosqlite's thread per statement instead of four (sqlite_driver).
+        parsed = make_url(url).update_query_dict({"timeout": "30"})
+        return {"async_creator": sqlite_driver.async_creator(parsed, parsed.get_dialect()())}
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": 30}}
     return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10}
