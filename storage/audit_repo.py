@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Text, cast, func, literal, select, true
+from sqlalchemy import Text, bindparam, cast, func, literal, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.audit import (
@@ -27,6 +27,18 @@ AUDIT_LOCK_KEY = 0x6662_6175_6469_7431
 
 _HEAD_ID = 1
 _VERIFY_BATCH = 500
+
+
+# Built once: every audited action runs these, and building a statement costs about as
+# much CPU as executing it.
+_READ_HEAD = select(audit_head.c.last_id, audit_head.c.last_hash).where(audit_head.c.id == _HEAD_ID)
+_LOCK_HEAD = _READ_HEAD.with_for_update()
+_INSERT_ENTRY = audit_log.insert()
+_MOVE_HEAD = (
+    audit_head.update()
+    .where(audit_head.c.id == _HEAD_ID)
+    .values(last_id=bindparam("new_last_id"), last_hash=bindparam("new_last_hash"))
+)
 
 
 class AuditHeadMissing(RuntimeError):
@@ -89,38 +101,31 @@ async def append_audit(
         prev_hash=last_hash,
         hash=entry_hash(entry_id, at, actor, action, subject, normal, last_hash),
     )
-    await conn.execute(
-        audit_log.insert().values(
-            id=entry.id,
-            at=entry.at,
-            actor=entry.actor,
-            action=entry.action,
-            subject=entry.subject,
-            details=entry.details,
-            prev_hash=entry.prev_hash,
-            hash=entry.hash,
-        )
-    )
+    row = {
+        "id": entry.id,
+        "at": entry.at,
+        "actor": entry.actor,
+        "action": entry.action,
+        "subject": entry.subject,
+        "details": entry.details,
+        "prev_hash": entry.prev_hash,
+        "hash": entry.hash,
+    }
+    await conn.execute(_INSERT_ENTRY, row)
     if head is None:
         await conn.execute(
             audit_head.insert().values(id=_HEAD_ID, last_id=entry.id, last_hash=entry.hash)
         )
     else:
-        await conn.execute(
-            audit_head.update()
-            .where(audit_head.c.id == _HEAD_ID)
-            .values(last_id=entry.id, last_hash=entry.hash)
-        )
+        await conn.execute(_MOVE_HEAD, {"new_last_id": entry.id, "new_last_hash": entry.hash})
     return entry
 
 
 async def _read_head(conn: AsyncConnection) -> Any:
-    query = select(audit_head.c.last_id, audit_head.c.last_hash).where(audit_head.c.id == _HEAD_ID)
-    if conn.dialect.name == "postgresql":
-        # Two appenders must not both read the same head: the row lock makes the second
-        # wait for the first's commit (or rollback) and then read the head it left. On
-        # SQLite, Database.transaction() already lets only one writer in at a time.
-        query = query.with_for_update()
+    # Two appenders must not both read the same head. On PostgreSQL the row lock makes the
+    # second wait for the first's commit (or rollback) and then read the head it left; on
+    # SQLite, Database.transaction() already lets only one writer in at a time.
+    query = _LOCK_HEAD if conn.dialect.name == "postgresql" else _READ_HEAD
     return (await conn.execute(query)).first()
 
 
