@@ -35,21 +35,22 @@ def synapse_server() -> SynapseServer:  # type: ignore[misc]
 
 @dataclass
 class Watcher:
-    """A member of the rooms who notes when each notice from ``sender`` arrives."""
+    """A member of the rooms who notes when each notice from ``sender`` (or from any of
+    ``also``) arrives."""
 
     client: AsyncClient
     sender: str
     arrivals: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
+    also: tuple[str, ...] = ()
     _task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         first = await self.client.sync(timeout=0, full_state=True)
         assert isinstance(first, SyncResponse), first
+        senders = {self.sender, *self.also}
 
         async def noted(room: object, event: RoomMessageNotice) -> None:
-            if event.sender == self.sender and "m.new_content" not in event.source.get(
-                "content", {}
-            ):
+            if event.sender in senders and "m.new_content" not in event.source.get("content", {}):
                 room_id = getattr(room, "room_id", "")
                 self.arrivals.setdefault(room_id, []).append((time.monotonic(), event.body))
 
