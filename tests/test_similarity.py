@@ -1,5 +1,5 @@
 """'Similar open tips' on review cards: found by the database from the index of open tips'
-terms (tip_terms), shown as they were when every candidate was compared in Python."""
+terms (tip_terms), the same as when the card compared the recent open tips in Python."""
 
 from __future__ import annotations
 
@@ -64,15 +64,19 @@ async def compared_in_python(conn, tip, window: int) -> list[tuple[str, str]]:
 
 async def test_cards_show_the_same_similar_tips_as_comparing_every_candidate(db) -> None:
     await file_tips(db, 120, seed=3)
-    shown = 0
+    reasons: list[str] = []
     async with db.read() as conn:
         for tip_id in range(1, 121):
             tip = await tips_repo.get_tip(conn, tip_id)
             assert tip is not None
             found = [(s.tip.ref, s.why) for s in await similar_open_tips(conn, tip)]
             assert found == await compared_in_python(conn, tip, window=500), tip
-            shown += len(found)
-    assert shown > 100  # the examples do have similar tips, of every kind of reason
+            reasons += [why for _, why in found]
+    # The examples do have similar tips, for every kind of reason.
+    assert len(reasons) > 100
+    assert "same place" in reasons
+    assert any(why.startswith("shares ") for why in reasons)
+    assert any(why.startswith("same place; shares ") for why in reasons)
 
 
 async def test_only_the_most_recent_open_tips_are_compared(db) -> None:
@@ -81,7 +85,6 @@ async def test_only_the_most_recent_open_tips_are_compared(db) -> None:
         for tip_id in range(1, 61, 3):
             tip = await tips_repo.get_tip(conn, tip_id)
             assert tip is not None
-
             candidates = await tips_repo.similar_open_tips(
                 conn,
                 word_terms(tip.summary, tip.details),
