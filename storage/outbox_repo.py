@@ -232,34 +232,37 @@ async def claim_due(
     platforms: Iterable[str],
     busy_targets: Sequence[str] = (),
     limit: int = 200,
+    reclaim: bool = True,
 ) -> list[OutboxRow]:
-    """Take due rows for sending. A row whose lease ran out was being sent by a process
-    that died: it is taken again, and its sender checks whether it already arrived."""
+    """Take due rows for sending, oldest first. A row whose lease ran out was being sent
+    by a process that died: it is taken again (unless ``reclaim`` is false), and its
+    sender checks whether it already arrived.
+
+    Without ``reclaim`` the claim is one statement (a worker woken by a commit looks for
+    new rows only: leases run out with time, not with commits, and its timed passes
+    reclaim); with it, two, because the rows' earlier state tells which were reclaimed."""
+    if limit <= 0:
+        return []
     platform_filter = or_(*(outbox.c.target.startswith(f"{p}:") for p in platforms))
-    due = and_(
-        platform_filter,
-        or_(
-            and_(outbox.c.state == PENDING, outbox.c.next_attempt_at <= now),
-            and_(outbox.c.state == SENDING, outbox.c.lease_until < now),
-        ),
-    )
+    pending = and_(outbox.c.state == PENDING, outbox.c.next_attempt_at <= now)
+    expired = and_(outbox.c.state == SENDING, outbox.c.lease_until < now)
+    due = and_(platform_filter, or_(pending, expired) if reclaim else pending)
     query = select(outbox.c.id, outbox.c.state).where(due).order_by(outbox.c.id).limit(limit)
     if busy_targets:
         query = query.where(outbox.c.target.not_in(list(busy_targets)))
     if conn.dialect.name == "postgresql":
         # Several replicas share the outbox; each row goes to exactly one of them.
         query = query.with_for_update(skip_locked=True)
+    take = update(outbox).values(state=SENDING, lease_until=now + lease).returning(*outbox.c)
+    if not reclaim:
+        ids = query.with_only_columns(outbox.c.id).scalar_subquery()
+        rows = await conn.execute(take.where(outbox.c.id.in_(ids)))
+        return sorted((_row(r) for r in rows), key=lambda r: r.id)
     found = (await conn.execute(query)).all()
-    ids = [r.id for r in found]
-    reclaimed = {r.id for r in found if r.state == SENDING}
-    if not ids:
+    if not found:
         return []
-    rows = await conn.execute(
-        update(outbox)
-        .where(outbox.c.id.in_(ids))
-        .values(state=SENDING, lease_until=now + lease)
-        .returning(*outbox.c)
-    )
+    reclaimed = {r.id for r in found if r.state == SENDING}
+    rows = await conn.execute(take.where(outbox.c.id.in_([r.id for r in found])))
     return sorted((_row(r, r.id in reclaimed) for r in rows), key=lambda r: r.id)
 
 
