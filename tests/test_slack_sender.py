@@ -8,6 +8,7 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
+from aiohttp import web
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -70,8 +71,10 @@ def _sender(slack: FakeSlackWebAPI, **kwargs: object) -> SlackSender:
 
 
 @pytest.fixture
-def sender(slack: FakeSlackWebAPI) -> SlackSender:
-    return _sender(slack)
+async def sender(slack: FakeSlackWebAPI) -> AsyncIterator[SlackSender]:
+    sender = _sender(slack)
+    yield sender
+    await sender.aclose()
 
 
 def _out(target: str, key: str = "post:1", message: Message = CARD, **kw: str) -> Outgoing:
@@ -318,6 +321,37 @@ async def test_other_workspace_uses_its_own_token(slack: FakeSlackWebAPI) -> Non
     slack.revoke("xoxb-partner")
     with pytest.raises(HoldDelivery, match="token_revoked"):
         await sender.post(_out("slack:T2/C9", key="partner:4"))
+
+
+class ConnectionNotingSlack(FakeSlackWebAPI):
+    """The fake, noting which client connection (address and port) each call came on."""
+
+    def __init__(self, **options: object) -> None:
+        super().__init__(**options)  # type: ignore[arg-type]
+        self.connections: list[object] = []
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        assert request.transport is not None
+        self.connections.append(request.transport.get_extra_info("peername"))
+        return await super()._handle(request)
+
+
+async def test_messages_one_after_another_share_one_connection() -> None:
+    # A tip's card, then the next tip's card a moment later: no new connection (and, to
+    # Slack, no new TLS handshake) for each message while the outbox worker runs (it asks
+    # for this, and closes the connections when it stops: aclose()).
+    async with ConnectionNotingSlack() as slack:
+        sender = _sender(slack)
+        sender.keep_connections()
+        for n in range(3):
+            await sender.post(_out(f"slack:C0CH{n}", key=f"post:{n}"))
+            await asyncio.sleep(0.05)
+        await sender.aclose()
+        await sender.post(_out("slack:C0CH9", key="post:9"))
+        await sender.aclose()
+    first, second, third, after_close = slack.connections
+    assert first == second == third
+    assert after_close != first
 
 
 # ------------------------------------------------------------- with the real outbox
