@@ -18,7 +18,7 @@ import inspect
 import time
 
 from benchmarks.slack_common import Slack, TimedSlack, until
-from storage import outbox_repo
+from bot.outbox_worker import OutboxWorker
 
 PARTNERS = 1000
 SUPERVISOR = "USAM"
@@ -26,9 +26,8 @@ OFFICER = "UOFF"
 
 
 def worker_concurrency() -> int:
-    """How many targets the outbox worker sends to at once: one task per target, for as
-    many targets as one claim takes (claim_due's limit)."""
-    return int(inspect.signature(outbox_repo.claim_due).parameters["limit"].default)
+    """How many sends the outbox worker has in flight at most (its ``concurrency``)."""
+    return int(inspect.signature(OutboxWorker).parameters["concurrency"].default)
 
 
 def partners_policy(partner_channels: list[str], *, review: str, intake: str) -> str:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 
@@ -47,6 +46,7 @@ class OutboxWorker:
         max_backoff: float = 300.0,
         per_target_batch: int = 30,
         poll_interval: float = 1.0,
+        concurrency: int = 200,
         on_hold: OnHold | None = None,
     ) -> None:
         self.db = db
@@ -57,12 +57,36 @@ class OutboxWorker:
         self.max_backoff = max_backoff
         self.per_target_batch = per_target_batch
         self.poll_interval = poll_interval
+        self.concurrency = concurrency
         self.on_hold = on_hold
         self._wake = asyncio.Event()
+        # Bumped by every wake-up that may mean new due rows (a commit, a timer); a claim
+        # that came back short while it stood still means nothing more is due now.
+        self._news = 0
+        self._maybe_due = True
+        # Take over rows whose lease ran out (a dead process's) on the next claim: at the
+        # start, and on the timed passes, since leases run out with time, not on commits.
+        self._reclaim = True
+        # One task per target works through that target's claimed rows, in order; rows
+        # claimed while it runs join its queue.
         self._busy: dict[str, asyncio.Task[None]] = {}
+        self._queues: dict[str, deque[repo.OutboxRow]] = {}
+        # Targets waiting out their pace, or for their delivery to be recorded: they hold
+        # rows but no send slot.
+        self._pacing: set[str] = set()
+        self._recording_for: set[str] = set()
+        # Targets with due rows left in the database (their queue was full): claimed for
+        # again when their task ends.
+        self._deferred: set[str] = set()
+        # Platform calls in flight, at most ``concurrency``: a slot is held for one call,
+        # never while a target waits for its pace.
+        self._slots = asyncio.Semaphore(concurrency)
         # When each target may next be sent to, by the platform's pace (loop time).
         self._gate: dict[str, float] = defaultdict(float)
+        # Targets that answered "rate limited": nothing goes there before this time.
+        self._retry_at: dict[str, datetime] = {}
         self._stopping = False
+        self._running = False
         # The background loop and drain() may both dispatch; one at a time keeps a target
         # from getting two tasks (and two messages out of order).
         self._dispatching = asyncio.Lock()
@@ -71,11 +95,16 @@ class OutboxWorker:
         self._recording = asyncio.Lock()
 
     def wake(self) -> None:
+        """Something was queued (or became deliverable): claim soon."""
+        self._news += 1
+        self._maybe_due = True
         self._wake.set()
 
     def add_sender(self, sender: Sender) -> None:
         """A platform that connects after the start (Matrix, once its first sync is done)."""
         self.senders[sender.platform] = sender
+        if self._running:
+            _keep_connections(sender)
         self.wake()
 
     def remove_sender(self, platform: str) -> None:
@@ -85,14 +114,32 @@ class OutboxWorker:
 
     async def run(self) -> None:
         """Deliver until stopped; woken after every commit that queued something."""
+        self._running = True
+        for sender in list(self.senders.values()):
+            _keep_connections(sender)
+        try:
+            await self._run()
+        finally:
+            self._running = False
+            for sender in list(self.senders.values()):
+                close = getattr(sender, "aclose", None)
+                if close is not None:
+                    await close()
+
+    async def _run(self) -> None:
         while not self._stopping:
+            # Cleared before the pass, not after: a commit that lands while the pass is
+            # claiming wakes the next one, instead of waiting for the poll.
+            self._wake.clear()
             try:
                 await self._dispatch()
             except Exception:  # the worker must outlive a database hiccup
                 log.exception("outbox pass failed; retrying shortly")
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            except TimeoutError:
+                self._reclaim = True
+                self.wake()  # rows come due with time (retries, scheduled sends, leases)
         await self._finish_busy()
 
     async def stop(self) -> None:
@@ -104,59 +151,127 @@ class OutboxWorker:
         later (backing off, or for a platform this process doesn't run), by platform."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
+        self._reclaim = True
+        self.wake()
         while loop.time() < deadline:
             claimed = await self._dispatch()
             if self._busy:
                 await asyncio.wait(
-                    list(self._busy.values()), timeout=max(0.0, deadline - loop.time())
+                    list(self._busy.values()),
+                    timeout=max(0.0, deadline - loop.time()),
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
                 continue
-            if not claimed:
+            if not claimed and not self._maybe_due:
                 break
         await self._finish_busy()
         async with self.db.read() as conn:
             return await repo.waiting_by_platform(conn)
 
     async def _finish_busy(self) -> None:
-        if self._busy:
-            await asyncio.gather(*self._busy.values(), return_exceptions=True)
+        while self._busy:
+            await asyncio.gather(*list(self._busy.values()), return_exceptions=True)
 
     async def _dispatch(self) -> int:
-        """Claim due rows for targets that aren't being worked on; one task per target."""
+        """Claim due rows while there is room; one task per target."""
         if not self.senders:
+            self._maybe_due = False  # add_sender() wakes the worker
             return 0
         async with self._dispatching:
-            return await self._claim_and_start()
+            claimed = 0
+            while self._maybe_due:
+                # Rows wanting a send slot: one per target, unless it waits for its pace.
+                # Up to ``concurrency`` more are kept ready behind the slots, so a freed
+                # slot is taken at once; claiming waits until half of that room is free
+                # (fewer, larger claims), or claims at once when nothing waits.
+                wanting = len(self._busy) - len(self._pacing) - len(self._recording_for)
+                room = 2 * self.concurrency - wanting
+                if room <= 0 or (wanting and room < max(1, self.concurrency // 2)):
+                    break
+                news = self._news
+                got = await self._claim_and_start(room)
+                claimed += got
+                if got < room:
+                    if news == self._news:
+                        self._maybe_due = False
+                    break
+            return claimed
 
-    async def _claim_and_start(self) -> int:
+    async def _claim_and_start(self, limit: int) -> int:
         now = self.clock.now()
+        # Targets being worked on take new rows into their queue, up to a batch; those
+        # with a full queue or rows already left behind are claimed for when they end.
+        skip = [
+            t
+            for t, q in self._queues.items()
+            if t in self._deferred or len(q) >= self.per_target_batch
+        ]
+        self._deferred.update(skip)
         async with self.db.transaction() as conn:
             rows = await repo.claim_due(
                 conn,
                 now=now,
                 lease=self.lease,
                 platforms=self.senders.keys(),
-                busy_targets=list(self._busy),
+                busy_targets=skip,
+                limit=limit,
+                reclaim=self._reclaim,
             )
+            self._reclaim = False
             by_target: dict[str, list[repo.OutboxRow]] = defaultdict(list)
             for row in rows:
                 by_target[row.target].append(row)
-            extra = [r.id for group in by_target.values() for r in group[self.per_target_batch :]]
+            extra: list[int] = []
+            for target, group in by_target.items():
+                room = self.per_target_batch - len(self._queues.get(target, ()))
+                if len(group) > room:
+                    extra.extend(r.id for r in group[room:])
+                    del group[room:]
+                    self._deferred.add(target)
             await repo.release(conn, extra)
         for target, group in by_target.items():
-            task = asyncio.create_task(self._deliver_all(target, group[: self.per_target_batch]))
-            self._busy[target] = task
-            task.add_done_callback(lambda _t, target=target: self._done(target))
+            queue = self._queues.get(target)
+            if queue is not None:
+                queue.extend(group)  # its task, still running, takes them in turn
+                continue
+            self._queues[target] = deque(group)
+            self._busy[target] = asyncio.create_task(self._deliver_all(target))
         return len(rows)
 
-    def _done(self, target: str) -> None:
-        self._busy.pop(target, None)
-        self._wake.set()
+    async def _deliver_all(self, target: str) -> None:
+        queue = self._queues[target]
+        try:
+            sender = self.senders.get(platform_of(target))
+            if sender is None:  # the platform went away meanwhile: leave them for later
+                async with self.db.transaction() as conn:
+                    await repo.release(conn, [r.id for r in queue])
+                queue.clear()
+                return
+            await self._deliver_queue(sender, target, queue)
+        finally:
+            # Synchronously with the task's end: a claim after this starts a new task.
+            del self._busy[target], self._queues[target]
+            if target in self._deferred:
+                self._deferred.discard(target)
+                self.wake()  # it has more due rows
+            else:
+                self._wake.set()  # room for more
 
-    async def _deliver_all(self, target: str, rows: list[repo.OutboxRow]) -> None:
-        sender = self.senders[platform_of(target)]
+    async def _deliver_queue(
+        self, sender: Sender, target: str, queue: deque[repo.OutboxRow]
+    ) -> None:
         loop = asyncio.get_running_loop()
-        for index, row in enumerate(rows):
+        while queue:
+            row = queue[0]
+            retry_at = self._retry_at.get(target)
+            if retry_at is not None:
+                if retry_at > self.clock.now():
+                    # The platform asked for a pause: rows claimed meanwhile wait with the
+                    # others (a new card must not meet the same 429).
+                    await self._give_back(list(queue), retry_at, "waiting for Retry-After")
+                    queue.clear()
+                    return
+                del self._retry_at[target]
             # A channel's posting pace (Slack: about one message a second) is for messages
             # everyone sees. Answers only their asker sees (chat.postEphemeral; Matrix
             # replies) don't wait for it, nor hold it up: during a burst of tips an
@@ -164,18 +279,27 @@ class OutboxWorker:
             paced = row.ephemeral_to is None
             wait = self._gate[target] - loop.time()
             if paced and wait > 0:
-                await asyncio.sleep(wait)
+                self._pacing.add(target)
+                self._wake.set()  # a slot's worth of room while this target waits
+                try:
+                    await asyncio.sleep(wait)
+                finally:
+                    self._pacing.discard(target)
             try:
                 await self._deliver(sender, row)
             except RateLimited as exc:
                 # This row and the ones after it wait for the platform's Retry-After; the
                 # rows' next attempt time keeps every process from trying before then.
                 metrics.DELIVERIES.labels(sender.platform, "rate_limited").inc()
-                await self._give_back(rows[index:], exc.retry_after, str(exc))
+                at = self.clock.now() + timedelta(seconds=exc.retry_after)
+                self._retry_at[target] = at
+                await self._give_back(list(queue), at, str(exc))
+                queue.clear()
                 return
             except Exception:
                 log.exception("delivering outbox row %s to %s failed", row.id, target)
                 await self._retry(row, "internal error (see log)")
+            queue.popleft()
             if paced:
                 gap = sender.min_interval(target)
                 self._gate[target] = max(self._gate[target], loop.time() + gap)
@@ -193,18 +317,20 @@ class OutboxWorker:
                 # An earlier attempt whose outcome is unknown (timeout, crash) may have
                 # arrived: ask the platform before sending again.
                 uncertain = row.reclaimed or row.attempts > 0
-                ref = await sender.find_sent(out) if uncertain else None
-                if ref is None:
-                    ref = await sender.post(out)
+                async with self._slots:
+                    ref = await sender.find_sent(out) if uncertain else None
+                    if ref is None:
+                        ref = await sender.post(out)
                 await self._sent(row, ref)
                 return
             original = await self._original_ref(row)
             if original is None:
                 return
-            if row.op == "edit":
-                await sender.edit(out, original)
-            else:
-                await sender.delete(out, original)
+            async with self._slots:
+                if row.op == "edit":
+                    await sender.edit(out, original)
+                else:
+                    await sender.delete(out, original)
             await self._sent(row, original)
         except RateLimited:
             raise
@@ -245,6 +371,14 @@ class OutboxWorker:
         leased, and their reclaim asks the platform first, as for any uncertain send."""
         metrics.DELIVERIES.labels(platform_of(row.target), "sent").inc()
         self._unrecorded.append((row.id, ref, self.clock.now()))
+        self._recording_for.add(row.target)
+        self._wake.set()  # its send slot is free: room to claim more
+        try:
+            await self._record(row)
+        finally:
+            self._recording_for.discard(row.target)
+
+    async def _record(self, row: repo.OutboxRow) -> None:
         async with self._recording:
             if not self._unrecorded:
                 return  # the task that held the lock recorded ours too
@@ -258,8 +392,7 @@ class OutboxWorker:
                 self._unrecorded[:0] = [entry for entry in batch if entry[0] != row.id]
                 raise
 
-    async def _give_back(self, rows: list[repo.OutboxRow], delay: float, error: str) -> None:
-        at = self.clock.now() + timedelta(seconds=delay)
+    async def _give_back(self, rows: list[repo.OutboxRow], at: datetime, error: str) -> None:
         async with self.db.transaction() as conn:
             for row in rows:
                 await repo.reschedule(conn, row.id, at=at, error=error, count_attempt=False)
@@ -307,3 +440,11 @@ class OutboxWorker:
                 await self.on_hold(conn, row, error)
         if self.on_hold is not None:
             self.wake()  # the notice it queued
+
+
+def _keep_connections(sender: Sender) -> None:
+    """While the worker runs, a sender that can may keep its connections open between
+    sends (the next card reuses it); the worker closes them (``aclose``) when it stops."""
+    keep = getattr(sender, "keep_connections", None)
+    if keep is not None:
+        keep()

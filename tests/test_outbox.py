@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,6 +13,7 @@ from bot.app import FusionBot, build
 from bot.clock import ManualClock
 from bot.delivery import PermanentFailure, RateLimited, TemporaryFailure
 from bot.messages import Message
+from bot.outbox_worker import OutboxWorker
 from bot.settings import Settings
 from commands.context import Command
 from storage import outbox_repo
@@ -219,6 +222,88 @@ async def test_each_channel_keeps_the_platforms_pace(db) -> None:
         times = [r.at for r in platform.posts(target)]
         assert len(times) == 5
         assert all(b - a >= 0.045 for a, b in itertools.pairwise(times))
+
+
+@dataclass
+class SlowPlatform(PlatformDouble):
+    """Each post takes a while to be answered, like a real API under load."""
+
+    latency: float = 0.02
+    in_flight: int = 0
+    most_in_flight: int = 0
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def post(self, out) -> str:  # type: ignore[no-untyped-def]
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(self.latency)
+            self.arrived.set()
+            return await super().post(out)
+        finally:
+            self.in_flight -= 1
+
+
+async def _queue(db: Database, clock: ManualClock, targets: list[str], prefix: str = "m") -> None:
+    async with db.transaction() as conn:
+        for n, target in enumerate(targets):
+            await outbox_repo.enqueue_post(
+                conn, target=target, message=Message(text=f"{prefix}{n}"), now=clock.now()
+            )
+
+
+async def test_sends_in_flight_never_exceed_the_workers_concurrency(db) -> None:
+    # A fan-out to many channels: as many calls at once as the worker is allowed, no more
+    # (more only slows every call down), and every slot kept busy until the end.
+    clock = ManualClock(START)
+    platform = SlowPlatform()
+    worker = OutboxWorker(db, {"console": platform}, clock, concurrency=5)
+    targets = [f"console:#partner{n}" for n in range(40)]
+    await _queue(db, clock, targets)
+    assert await worker.drain() == {}
+    assert platform.most_in_flight == 5
+    assert sorted(r.target for r in platform.posts()) == sorted(targets)  # each once
+
+
+async def test_a_channel_waiting_for_its_pace_holds_no_send_slot(db) -> None:
+    # One slot, and a channel with a backlog it may only send once a second: another
+    # channel's message goes out at once, not after the whole backlog.
+    pace = 0.3
+    clock = ManualClock(START)
+    platform = PlatformDouble(interval=pace)
+    worker = OutboxWorker(db, {"console": platform}, clock, concurrency=1)
+    await _queue(db, clock, ["console:#busy"] * 4, prefix="busy")
+    await _queue(db, clock, ["console:#quiet"], prefix="quiet")
+    assert await worker.drain() == {}
+    busy = platform.posts("console:#busy")
+    [quiet] = platform.posts("console:#quiet")
+    assert len(busy) == 4
+    assert quiet.at - busy[0].at < pace / 2
+    assert all(b.at - a.at >= pace * 0.9 for a, b in itertools.pairwise(busy))
+
+
+async def test_a_message_queued_while_the_worker_claims_goes_out_without_waiting_for_a_poll(
+    db,
+) -> None:
+    # Each message is queued the moment the one before arrives, so its commit lands while
+    # the worker is still busy with the one before (recording it, claiming again). Every
+    # commit wakes the worker; none may be left for the next poll (a minute here).
+    clock = ManualClock(START)
+    platform = SlowPlatform(latency=0.0)
+    worker = OutboxWorker(db, {"console": platform}, clock, poll_interval=60.0)
+    running = asyncio.create_task(worker.run())
+    try:
+        for n in range(100):
+            await _queue(db, clock, [f"console:#c{n % 3}"], prefix=f"r{n}-")
+            worker.wake()
+            async with asyncio.timeout(5):
+                while len(platform.posts()) <= n:
+                    await platform.arrived.wait()
+                    platform.arrived.clear()
+    finally:
+        await worker.stop()
+        await running
+    assert len(platform.posts()) == 100
 
 
 async def _post(bot, target: str, text: str) -> None:
