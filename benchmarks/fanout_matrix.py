@@ -1,16 +1,19 @@
 """fanout_matrix: one approved alert to 100 Matrix partner rooms on a real Synapse.
 
-Ours: the bot in this process releases the alert (`!approve T-1 … to:all now confirm` typed
+Ours: the bot in this process releases the alert (`!approve T-n … to:all now confirm` typed
 by a supervisor in the review room); we measure from that command until a member of all
 100 rooms has seen the last copy, and count copies lost or doubled (must be 0).
 Baselines: the platform's floor — the test homeserver exempts no one but has relaxed rate
 limits, so its pace bounds nothing and the floor is what a client can do — measured as a
 bare matrix-nio client posting the same 100 notices with the outbox worker's concurrency
-(one task per room), timed the same way. Ratio: ours ÷ bare client; goal 1.1."""
+(one task per room), timed the same way. Ours and the bare client take turns, 3 rounds
+each with a pause between turns, so a change in the machine's load falls on both alike;
+ratio: the median of ours ÷ the median of the bare client's; goal 1.1."""
 
 from __future__ import annotations
 
 import asyncio
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +34,10 @@ from tests.test_matrix_faults import fanout_policy
 NAME = "fanout_matrix"
 GOAL = 1.1
 ROOMS = 100
+ROUNDS = 3
+# Between turns: a late duplicate would show by now, and neither turn pays for the
+# other's leftovers (ours saves its sync position a second after a batch).
+PAUSE = 2.0
 
 
 async def scenario() -> Result:
@@ -46,9 +53,52 @@ async def scenario() -> Result:
         await officer.join(intake)
         for room in bare_rooms:
             await bare.join(room)
+        await bare.sync(timeout=0, full_state=True)
 
-        watcher = Watcher(center.client, bot_user)
+        watcher = Watcher(center.client, bot_user, also=(bare.user_id,))
         await watcher.start()
+        limit = asyncio.Semaphore(worker_concurrency())
+
+        def last_copy(targets: list[str], round_: int, started: float) -> float:
+            return max(watcher.arrivals[r][round_][0] for r in targets) - started
+
+        def copies(targets: list[str], round_: int) -> int:
+            return sum(1 for r in targets if len(watcher.arrivals.get(r, [])) > round_)
+
+        async def ours_round(round_: int) -> float | None:
+            n = round_ + 1
+            cards = len(watcher.arrivals.get(review, []))
+            await officer.say(intake, f"!tip Drone over the stadium {n} | category: other")
+            await until(lambda: len(watcher.arrivals.get(review, [])) > cards, 30)
+            await center.say(review, f"!claim T-{n}")
+            await asyncio.sleep(1.0)  # the claim's edit and answer are out
+            started = time.monotonic()
+            await center.say(review, f"!approve T-{n} tlp:green to:all now confirm")
+            try:
+                await until(lambda: copies(rooms, round_) == ROOMS, 120)
+            except AssertionError:
+                problems.append(f"round {n}: only {copies(rooms, round_)} of {ROOMS} arrived")
+                return None
+            return last_copy(rooms, round_, started)
+
+        async def bare_round(round_: int) -> float:
+            content = {
+                "msgtype": "m.notice",
+                "body": f"TLP:GREEN\nA-{round_ + 1} Drone over the stadium {round_ + 1}",
+            }
+
+            async def post(room: str) -> None:
+                async with limit:
+                    await bare.room_send(room, "m.room.message", content)
+
+            started = time.monotonic()
+            await asyncio.gather(*(post(room) for room in bare_rooms))
+            await until(lambda: copies(bare_rooms, round_) == ROOMS, 120)
+            return last_copy(bare_rooms, round_, started)
+
+        ours: list[float] = []
+        baseline: list[float] = []
+        attempted = 0
         async with running_bot(
             server,
             bot_user,
@@ -56,61 +106,52 @@ async def scenario() -> Result:
             fanout_policy(center.user_id, intake, review, rooms),
             Path(tmp),
         ):
-            await officer.say(intake, "!tip Drone over the stadium | category: other")
-            await until(lambda: watcher.count([review]) >= 1, 30)
-            await center.say(review, "!claim T-1")
-            await asyncio.sleep(1.0)  # the claim's edit and answer are out
-            started = time.monotonic()
-            await center.say(review, "!approve T-1 tlp:green to:all now confirm")
-            try:
-                await until(lambda: watcher.count(rooms) == ROOMS, 120)
-            except AssertionError:
-                problems.append(f"only {watcher.count(rooms)} of {ROOMS} copies arrived")
-            await asyncio.sleep(2.0)  # a late duplicate would show by now
-        ours = max(watcher.arrivals[r][0][0] for r in rooms if r in watcher.arrivals) - started
-        doubled = sum(1 for r in rooms if len(watcher.arrivals.get(r, [])) > 1)
+            for round_ in range(ROUNDS):
+                attempted += 1
+                took = await ours_round(round_)
+                if took is None:
+                    break
+                ours.append(took)
+                await asyncio.sleep(PAUSE)
+                baseline.append(await bare_round(round_))
+                await asyncio.sleep(PAUSE)
+        doubled = sum(1 for r in rooms if len(watcher.arrivals.get(r, [])) > attempted)
         if doubled:
-            problems.append(f"{doubled} rooms got the alert twice")
+            problems.append(f"{doubled} rooms got an alert twice")
+        lost = sum(max(0, attempted - len(watcher.arrivals.get(r, []))) for r in rooms)
         await watcher.stop()
-
-        # The bare client: the same number of notices, one task per room, at once.
-        await bare.sync(timeout=0, full_state=True)
-        bare_watcher = Watcher(center.client, bare.user_id)
-        center.client.event_callbacks.clear()
-        await bare_watcher.start()
-        limit = asyncio.Semaphore(worker_concurrency())
-        content = {"msgtype": "m.notice", "body": "TLP:GREEN\nA-1 Drone over the stadium"}
-
-        async def post(room: str) -> None:
-            async with limit:
-                await bare.room_send(room, "m.room.message", content)
-
-        started = time.monotonic()
-        await asyncio.gather(*(post(room) for room in bare_rooms))
-        await until(lambda: bare_watcher.count(bare_rooms) == ROOMS, 120)
-        baseline = max(bare_watcher.arrivals[r][0][0] for r in bare_rooms) - started
-        await bare_watcher.stop()
         for client in (officer.client, center.client, bare):
             await client.close()
 
+    ours_s = statistics.median(ours) if ours else None
+    base_s = statistics.median(baseline) if baseline else None
     return Result(
         name=NAME,
         goal=GOAL,
         comparisons=[
-            Comparison("approve → last copy", ours, baseline, "s", counts=True),
+            Comparison("approve → last copy (median)", ours_s, base_s, "s", counts=True),
         ],
         figures={
             "rooms": ROOMS,
-            "last_copy_s": round(ours, 3),
-            "lost": ROOMS - sum(1 for r in rooms if watcher.arrivals.get(r)),
+            "rounds": ROUNDS,
+            "last_copy_s": [round(x, 3) for x in ours],
+            "lost": lost,
             "doubled": doubled,
         },
         baseline={
             "what": "bare matrix-nio client, same notices, worker concurrency",
-            "last_copy_s": round(baseline, 3),
+            "last_copy_s": [round(x, 3) for x in baseline],
             "platform_floor": "none on the test homeserver (rate limits relaxed)",
         },
-        notes=problems or [f"{ROOMS} rooms on Synapse 127.0.0.1 with relaxed rate limits"],
+        notes=problems
+        or [
+            f"{ROOMS} rooms on Synapse 127.0.0.1 with relaxed rate limits; {ROUNDS} rounds "
+            "each, in turns; ours "
+            + ", ".join(f"{x:.2f}" for x in ours)
+            + " s, bare "
+            + ", ".join(f"{x:.2f}" for x in baseline)
+            + " s"
+        ],
         ok=not problems,
     )
 
