@@ -79,7 +79,7 @@ def _upgrade(connection: Connection) -> None:
 def _engine_options(url: str) -> dict[str, Any]:
     if url.startswith("sqlite+aiosqlite"):
         # One trip to aiosqlite's thread per statement instead of four (sqlite_driver).
-        parsed = make_url(url).update_query_dict({"timeout": "30"})
+        parsed = make_url(url)
         return {"async_creator": sqlite_driver.async_creator(parsed, parsed.get_dialect()())}
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": 30}}
@@ -96,5 +96,4 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()

@@ -1,9 +1,12 @@
 """The embedded database's connections (storage/sqlite_driver.py) behave as aiosqlite's
 do for everything the bot relies on: results of any size, streamed results, errors that
-leave nothing written, many rows at once, RETURNING."""
+leave nothing written, many rows at once, RETURNING, waiting for another process's lock
+(without holding up the event loop)."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,7 +15,7 @@ from sqlalchemy import Column, Integer, MetaData, Table, Text, func, select
 from sqlalchemy.exc import IntegrityError
 
 from storage.db import Database
-from storage.sqlite_driver import PREFETCH, OneTripConnection
+from storage.sqlite_driver import PREFETCH, InlineConnection
 
 metadata = MetaData()
 items = Table(
@@ -39,10 +42,10 @@ async def add(db: Database, count: int, *, start: int = 0) -> None:
         await conn.execute(items.insert(), [{"name": f"item {i}"} for i in range(start, count)])
 
 
-async def test_the_engine_uses_the_one_trip_connections(db: Database) -> None:
+async def test_the_engine_uses_the_inline_connections(db: Database) -> None:
     async with db.read() as conn:
         raw = await conn.get_raw_connection()
-        assert isinstance(raw.driver_connection, OneTripConnection)
+        assert isinstance(raw.driver_connection, InlineConnection)
 
 
 @pytest.mark.parametrize("count", [0, 1, PREFETCH - 1, PREFETCH, PREFETCH + 1, 2 * PREFETCH + 7])
@@ -107,3 +110,40 @@ async def test_insert_returning_and_row_counts(db: Database) -> None:
         )
     assert inserted == 1
     assert updated.rowcount == 2
+
+
+async def test_a_write_waits_for_another_process_lock_without_freezing_the_bot(
+    db: Database, tmp_path: Path
+) -> None:
+    # Another process (a CLI command, say) holds the write lock for a moment. The bot's
+    # write waits for it and then succeeds; meanwhile the event loop keeps serving others.
+    other = sqlite3.connect(tmp_path / "driver.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO items (name) VALUES ('from the other process')")
+    longest_stall = 0.0
+
+    async def ticker() -> None:
+        nonlocal longest_stall
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(0.01)
+            longest_stall = max(longest_stall, loop.time() - before - 0.01)
+
+    async def release_later() -> None:
+        await asyncio.sleep(0.5)
+        other.execute("COMMIT")
+
+    ticking = asyncio.create_task(ticker())
+    releasing = asyncio.create_task(release_later())
+    await asyncio.sleep(0.05)  # the ticker is ticking
+    try:
+        await add(db, 1)
+    finally:
+        ticking.cancel()
+        await releasing
+        other.close()
+    assert longest_stall < 0.2  # the loop ran throughout the half-second wait
+    async with db.read() as conn:
+        names = (await conn.execute(select(items.c.name).order_by(items.c.id))).scalars().all()
+    assert names == ["from the other process", "item 0"]
