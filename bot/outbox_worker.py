@@ -188,10 +188,13 @@ class OutboxWorker:
                 room = 2 * self.concurrency - wanting
                 if room <= 0 or (wanting and room < max(1, self.concurrency // 2)):
                     break
+                # At most ``concurrency`` rows a claim: the first sends start while the
+                # next claim is made (claiming 400 rows takes ~3 times as long as 200).
+                asked = min(room, self.concurrency)
                 news = self._news
-                got = await self._claim_and_start(room)
+                got = await self._claim_and_start(asked)
                 claimed += got
-                if got < room:
+                if got < asked:
                     if news == self._news:
                         self._maybe_due = False
                     break
