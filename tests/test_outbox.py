@@ -167,6 +167,23 @@ async def test_rate_limit_waits_for_retry_after_without_using_up_attempts(db) ->
     assert all(r.attempts == 0 for r in await _rows(bot))
 
 
+async def test_a_message_queued_during_retry_after_waits_with_the_others(db) -> None:
+    # The channel answered "rate limited, retry in 30 s": a card queued meanwhile doesn't
+    # try its luck (another 429) nor overtake the one waiting; both go when the time is up.
+    clock = ManualClock(START)
+    platform = PlatformDouble()
+    bot = bot_on(db, platform, clock)
+    platform.fail_next(RateLimited(30.0))
+    await _post(bot, "console:#review", "one")
+    await bot.drain()
+    await _post(bot, "console:#review", "two")
+    await bot.drain()
+    assert platform.posts() == []
+    clock.advance(timedelta(seconds=30))
+    await bot.drain()
+    assert [r.text for r in platform.posts()] == ["one", "two"]
+
+
 async def test_permanent_failure_is_recorded_and_audited(db) -> None:
     clock = ManualClock(START)
     platform = PlatformDouble()
