@@ -5,30 +5,36 @@ by a supervisor in the review room); we measure from that command until a member
 100 rooms has seen the last copy, and count copies lost or doubled (must be 0).
 Baselines: the platform's floor — the test homeserver exempts no one but has relaxed rate
 limits, so its pace bounds nothing and the floor is what a client can do — measured as a
-bare matrix-nio client posting the same 100 notices with the outbox worker's concurrency
-(one task per room), timed the same way. Ours and the bare client take turns, 3 rounds
+bare matrix-nio client, in a process of its own, posting the same 100 notices with the
+outbox worker's concurrency (one task per room), timed the same way. The people (officer,
+supervisor, the member who sees the copies) are nio clients in a third process
+(`benchmarks.matrix_people`), so neither sender's loop does their work. Ours and the bare client take turns, 3 rounds
 each with a pause between turns, so a change in the machine's load falls on both alike;
 ratio: the median of ours ÷ the median of the bare client's; goal 1.1."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from benchmarks.common import Comparison, Result
 from benchmarks.fanout import worker_concurrency
 from benchmarks.matrix_common import (
     Watcher,
+    account,
+    login,
     person,
     register_bot,
     running_bot,
     synapse_server,
     until,
 )
-from tests.matrix_server.fixtures import make_client
+from benchmarks.matrix_people import Link, child
 from tests.test_matrix_faults import fanout_policy
 
 NAME = "fanout_matrix"
@@ -40,72 +46,67 @@ ROUNDS = 3
 PAUSE = 2.0
 
 
-async def scenario() -> Result:
+async def people(config: dict[str, Any], link: Link) -> None:
+    """The officer, the supervisor and the member of every room
+    (``python -m benchmarks.matrix_people fanout``): set up the rooms, start the bare client
+    in a process of its own, then, once the bot is ready, take the turns and time them."""
+    url, bot_user, bare_user = config["url"], config["bot"], config["bare"]["user_id"]
     problems: list[str] = []
-    with synapse_server() as server, tempfile.TemporaryDirectory() as tmp:
-        bot_user, password = await register_bot(server)
-        officer, center = await person(server, "officer"), await person(server, "center")
-        bare = await make_client(server, "bare")
+    with tempfile.TemporaryDirectory() as stores:
+        officer = await person(url, config["officer"], Path(stores))
+        center = await person(url, config["center"], Path(stores))
         intake = await center.create_room("tips", [bot_user, officer.user_id])
         review = await center.create_room("review", [bot_user])
         rooms = [await center.create_room(f"p{n}", [bot_user]) for n in range(ROOMS)]
-        bare_rooms = [await center.create_room(f"b{n}", [bare.user_id]) for n in range(ROOMS)]
+        bare_rooms = [await center.create_room(f"b{n}", [bare_user]) for n in range(ROOMS)]
         await officer.join(intake)
-        for room in bare_rooms:
-            await bare.join(room)
-        await bare.sync(timeout=0, full_state=True)
+        bare_config = {
+            "url": url,
+            "bare": config["bare"],
+            "rooms": bare_rooms,
+            "concurrency": config["concurrency"],
+        }
+        async with child("bare", bare_config) as bare:
+            await bare.receive()  # it has joined every room
 
-        watcher = Watcher(center.client, bot_user, also=(bare.user_id,))
-        await watcher.start()
-        limit = asyncio.Semaphore(worker_concurrency())
+            watcher = Watcher(center.client, bot_user, also=(bare_user,))
+            await watcher.start()
 
-        def last_copy(targets: list[str], round_: int, started: float) -> float:
-            return max(watcher.arrivals[r][round_][0] for r in targets) - started
+            def last_copy(targets: list[str], round_: int, started: float) -> float:
+                return max(watcher.arrivals[r][round_][0] for r in targets) - started
 
-        def copies(targets: list[str], round_: int) -> int:
-            return sum(1 for r in targets if len(watcher.arrivals.get(r, [])) > round_)
+            def copies(targets: list[str], round_: int) -> int:
+                return sum(1 for r in targets if len(watcher.arrivals.get(r, [])) > round_)
 
-        async def ours_round(round_: int) -> float | None:
-            n = round_ + 1
-            cards = len(watcher.arrivals.get(review, []))
-            await officer.say(intake, f"!tip Drone over the stadium {n} | category: other")
-            await until(lambda: len(watcher.arrivals.get(review, [])) > cards, 30)
-            await center.say(review, f"!claim T-{n}")
-            await asyncio.sleep(1.0)  # the claim's edit and answer are out
-            started = time.monotonic()
-            await center.say(review, f"!approve T-{n} tlp:green to:all now confirm")
-            try:
-                await until(lambda: copies(rooms, round_) == ROOMS, 120)
-            except AssertionError:
-                problems.append(f"round {n}: only {copies(rooms, round_)} of {ROOMS} arrived")
-                return None
-            return last_copy(rooms, round_, started)
+            async def ours_round(round_: int) -> float | None:
+                n = round_ + 1
+                cards = len(watcher.arrivals.get(review, []))
+                await officer.say(intake, f"!tip Drone over the stadium {n} | category: other")
+                await until(lambda: len(watcher.arrivals.get(review, [])) > cards, 30)
+                await center.say(review, f"!claim T-{n}")
+                await asyncio.sleep(1.0)  # the claim's edit and answer are out
+                started = time.monotonic()
+                await center.say(review, f"!approve T-{n} tlp:green to:all now confirm")
+                try:
+                    await until(lambda: copies(rooms, round_) == ROOMS, 120)
+                except AssertionError:
+                    problems.append(f"round {n}: only {copies(rooms, round_)} of {ROOMS} arrived")
+                    return None
+                return last_copy(rooms, round_, started)
 
-        async def bare_round(round_: int) -> float:
-            content = {
-                "msgtype": "m.notice",
-                "body": f"TLP:GREEN\nA-{round_ + 1} Drone over the stadium {round_ + 1}",
-            }
+            async def bare_round(round_: int) -> float:
+                await bare.send({"round": round_})
+                started = (await bare.receive())["started"]
+                await until(lambda: copies(bare_rooms, round_) == ROOMS, 120)
+                return last_copy(bare_rooms, round_, started)
 
-            async def post(room: str) -> None:
-                async with limit:
-                    await bare.room_send(room, "m.room.message", content)
-
-            started = time.monotonic()
-            await asyncio.gather(*(post(room) for room in bare_rooms))
-            await until(lambda: copies(bare_rooms, round_) == ROOMS, 120)
-            return last_copy(bare_rooms, round_, started)
-
-        ours: list[float] = []
-        baseline: list[float] = []
-        attempted = 0
-        async with running_bot(
-            server,
-            bot_user,
-            password,
-            fanout_policy(center.user_id, intake, review, rooms),
-            Path(tmp),
-        ):
+            await link.send(
+                {"center": center.user_id, "intake": intake, "review": review, "rooms": rooms}
+            )
+            await link.receive()  # the bot is ready
+            ours: list[float] = []
+            baseline: list[float] = []
+            attempted = 0
             for round_ in range(ROUNDS):
                 attempted += 1
                 took = await ours_round(round_)
@@ -115,13 +116,82 @@ async def scenario() -> Result:
                 await asyncio.sleep(PAUSE)
                 baseline.append(await bare_round(round_))
                 await asyncio.sleep(PAUSE)
-        doubled = sum(1 for r in rooms if len(watcher.arrivals.get(r, [])) > attempted)
-        if doubled:
-            problems.append(f"{doubled} rooms got an alert twice")
-        lost = sum(max(0, attempted - len(watcher.arrivals.get(r, []))) for r in rooms)
-        await watcher.stop()
-        for client in (officer.client, center.client, bare):
+            await link.send({"done": True})
+            await link.receive()  # the bot has stopped
+            doubled = sum(1 for r in rooms if len(watcher.arrivals.get(r, [])) > attempted)
+            if doubled:
+                problems.append(f"{doubled} rooms got an alert twice")
+            lost = sum(max(0, attempted - len(watcher.arrivals.get(r, []))) for r in rooms)
+            await watcher.stop()
+        await link.send(
+            {
+                "ours": ours,
+                "baseline": baseline,
+                "doubled": doubled,
+                "lost": lost,
+                "problems": problems,
+            }
+        )
+        for client in (officer.client, center.client):
             await client.close()
+
+
+async def bare(config: dict[str, Any], link: Link) -> None:
+    """The bare client (``python -m benchmarks.matrix_people bare``): on each round, the
+    same 100 notices, one task per room, at most the outbox worker's concurrency at once;
+    answers with the moment it started."""
+    with tempfile.TemporaryDirectory() as stores:
+        client = await login(config["url"], config["bare"], Path(stores))
+        for room in config["rooms"]:
+            await client.join(room)
+        await client.sync(timeout=0, full_state=True)
+        limit = asyncio.Semaphore(config["concurrency"])
+        await link.send({"ready": True})
+        while True:
+            try:
+                order = await link.receive(within=24 * 3600)
+            except RuntimeError:
+                break  # the people are done
+            round_ = order["round"]
+            content = {
+                "msgtype": "m.notice",
+                "body": f"TLP:GREEN\nA-{round_ + 1} Drone over the stadium {round_ + 1}",
+            }
+
+            async def post(room: str, content: dict[str, str] = content) -> None:
+                async with limit:
+                    await client.room_send(room, "m.room.message", content)
+
+            started = time.monotonic()
+            await asyncio.gather(*(post(room) for room in config["rooms"]))
+            await link.send({"started": started})
+        with contextlib.suppress(Exception):
+            await client.close()
+
+
+async def scenario() -> Result:
+    with synapse_server() as server, tempfile.TemporaryDirectory() as tmp:
+        bot_user, password = await register_bot(server)
+        config = {
+            "url": server.url,
+            "bot": bot_user,
+            "officer": await account(server, "officer"),
+            "center": await account(server, "center"),
+            "bare": await account(server, "bare"),
+            "concurrency": worker_concurrency(),
+        }
+        async with child("fanout", config) as people:
+            setup = await people.receive()
+            policy = fanout_policy(
+                setup["center"], setup["intake"], setup["review"], setup["rooms"]
+            )
+            async with running_bot(server, bot_user, password, policy, Path(tmp)):
+                await people.send({"go": True})
+                await people.receive()  # done
+            await people.send({"stopped": True})
+            found = await people.receive()
+        ours, baseline = found["ours"], found["baseline"]
+        lost, doubled, problems = found["lost"], found["doubled"], found["problems"]
 
     ours_s = statistics.median(ours) if ours else None
     base_s = statistics.median(baseline) if baseline else None

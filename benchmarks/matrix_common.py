@@ -1,6 +1,8 @@
 """What the Matrix benchmarks share: a real Synapse on 127.0.0.1 (the test suite's
-harness: SQLite, relaxed rate limits, no federation), people as nio clients, a watcher
-that notes when each of the bot's messages arrives, and the bot itself in this process."""
+harness: SQLite, relaxed rate limits, no federation), the bot itself in this process, and,
+for the processes of their own that the people and the bare baselines run in
+(`benchmarks.matrix_people`), accounts, logged-in nio clients and a watcher that notes when
+each of the bot's messages arrives."""
 
 from __future__ import annotations
 
@@ -12,13 +14,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nio import AsyncClient, RoomMessageNotice, SyncResponse
+from nio import AsyncClient, LoginResponse, RoomMessageNotice, SyncResponse
 
 from bot.app import FusionBot, build, start_matrix
 from bot.policy_loader import parse_policy
 from bot.settings import Settings
 from storage.db import Database
-from tests.matrix_server.fixtures import make_client
+from tests.matrix_server.fixtures import CLIENT_CONFIG
 from tests.matrix_server.people import Person
 from tests.matrix_server.synapse import SynapseServer
 
@@ -73,8 +75,27 @@ async def register_bot(server: SynapseServer) -> tuple[str, str]:
     return user.user_id, password
 
 
-async def person(server: SynapseServer, name: str) -> Person:
-    somebody = Person(await make_client(server, name))
+async def account(server: SynapseServer, name: str) -> dict[str, str]:
+    """A fresh user (``name`` plus a random suffix), for another process to log in as."""
+    password = secrets.token_urlsafe(12)
+    user = await asyncio.to_thread(server.register, f"{name}-{secrets.token_hex(4)}", password)
+    return {"user_id": user.user_id, "password": password, "name": name}
+
+
+async def login(url: str, who: dict[str, str], stores: Path) -> AsyncClient:
+    """A nio client logged in (a new device) as an ``account()``; the caller closes it."""
+    store = stores / who["user_id"].strip("@").replace(":", "_")
+    store.mkdir(parents=True)
+    client = AsyncClient(url, who["user_id"], store_path=str(store), config=CLIENT_CONFIG)
+    answer = await client.login(who["password"], device_name=f"benchmark ({who['name']})")
+    if not isinstance(answer, LoginResponse):
+        await client.close()
+        raise RuntimeError(f"login as {who['user_id']} failed: {answer}")
+    return client
+
+
+async def person(url: str, who: dict[str, str], stores: Path) -> Person:
+    somebody = Person(await login(url, who, stores))
     await somebody.sync()
     return somebody
 

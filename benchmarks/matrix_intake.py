@@ -2,10 +2,11 @@
 the review room, against a real Synapse on 127.0.0.1.
 
 Ours: the bot (sync loop, dispatcher, database commit, outbox, sender) in this process on
-SQLite. Baseline: a bare matrix-nio echo bot on the same homeserver, in the same process,
-that answers every `!tip` in its intake room with one notice in its review room — nothing
-else. Tips are sent one at a time; latency is from the officer's send to the moment an
-analyst's client sees the card. Both bots run throughout and take turns in blocks of
+SQLite. Baseline: a bare matrix-nio echo bot on the same homeserver, in a process of its
+own, that answers every `!tip` in its intake room with one notice in its review room —
+nothing else. The officer and the analyst are nio clients in a third process
+(`benchmarks.matrix_people`), so neither bot's loop does their work. Tips are sent one at a
+time; latency is from the officer's send to the moment an analyst's client sees the card. Both bots run throughout and take turns in blocks of
 tips (ours, the bare bot's, ours, …), with a pause between blocks for whatever a bot does
 after answering, so a change in the machine's load falls on both alike. Ratio: ours ÷
 baseline at the median; goal 1.5."""
@@ -13,22 +14,26 @@ baseline at the median; goal 1.5."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from nio import RoomMessageText
 
 from benchmarks.common import Comparison, Result, summary_ms
 from benchmarks.matrix_common import (
     Watcher,
+    account,
+    login,
     person,
     register_bot,
     running_bot,
     synapse_server,
     until,
 )
-from tests.matrix_server.fixtures import make_client
+from benchmarks.matrix_people import Link, child
 
 NAME = "matrix_intake"
 GOAL = 1.5
@@ -77,40 +82,35 @@ async def measure(  # type: ignore[no-untyped-def]
     return latencies
 
 
-async def scenario() -> Result:
-    with synapse_server() as server, tempfile.TemporaryDirectory() as tmp:
-        bot_user, password = await register_bot(server)
-        officer, analyst = await person(server, "officer"), await person(server, "analyst")
-        echo = await make_client(server, "echo")
+async def people(config: dict[str, Any], link: Link) -> None:
+    """The officer and the analyst (``python -m benchmarks.matrix_people intake``): set up
+    the rooms, start the bare echo bot in a process of its own, then, once the bot is
+    ready, send every tip and time its card."""
+    url, bot_user = config["url"], config["bot"]
+    with tempfile.TemporaryDirectory() as stores:
+        officer = await person(url, config["officer"], Path(stores))
+        analyst = await person(url, config["analyst"], Path(stores))
+        echo_user = config["echo"]["user_id"]
         intake = await officer.create_room("tips", [bot_user, analyst.user_id])
         review = await officer.create_room("review", [bot_user, analyst.user_id])
-        bare_intake = await officer.create_room("bare tips", [echo.user_id, analyst.user_id])
-        bare_review = await officer.create_room("bare review", [echo.user_id, analyst.user_id])
+        bare_intake = await officer.create_room("bare tips", [echo_user, analyst.user_id])
+        bare_review = await officer.create_room("bare review", [echo_user, analyst.user_id])
         for room in (intake, review, bare_intake, bare_review):
             await analyst.join(room)
-        for room in (bare_intake, bare_review):
-            await echo.join(room)
-        policy = POLICY.format(analyst=analyst.user_id, intake=intake, review=review)
-
-        # The bare echo bot.
-        await echo.sync(timeout=0, full_state=True)
-
-        async def answer(room: object, event: RoomMessageText) -> None:
-            if getattr(room, "room_id", "") == bare_intake and event.body.startswith("!tip"):
-                await echo.room_send(
-                    bare_review,
-                    "m.room.message",
-                    {"msgtype": "m.notice", "body": "card: " + event.body[5:]},
-                    ignore_unverified_devices=True,
-                )
-
-        echo.add_event_callback(answer, RoomMessageText)  # type: ignore[arg-type]
-        echo_task = asyncio.create_task(echo.sync_forever(timeout=30_000))
-        watcher = Watcher(analyst.client, bot_user, also=(echo.user_id,))
-        await watcher.start()
-        ours: list[float] = []
-        baseline: list[float] = []
-        async with running_bot(server, bot_user, password, policy, Path(tmp)):
+        echo_config = {
+            "url": url,
+            "echo": config["echo"],
+            "intake": bare_intake,
+            "review": bare_review,
+        }
+        async with child("echo", echo_config) as echo:
+            await echo.receive()  # it has joined and is answering
+            watcher = Watcher(analyst.client, bot_user, also=(echo_user,))
+            await watcher.start()
+            await link.send({"analyst": analyst.user_id, "intake": intake, "review": review})
+            await link.receive()  # the bot is ready
+            ours: list[float] = []
+            baseline: list[float] = []
             await measure(officer, watcher, intake, review, 0, WARMUP)
             await measure(officer, watcher, bare_intake, bare_review, 0, WARMUP)
             done = 0
@@ -123,10 +123,59 @@ async def scenario() -> Result:
                     await asyncio.sleep(PAUSE)
                     into += await measure(officer, watcher, *rooms, WARMUP + done, count)
                 done += count
-        await watcher.stop()
-        echo_task.cancel()
-        for client in (officer.client, analyst.client, echo):
+            await link.send({"ours": ours, "baseline": baseline})
+            await watcher.stop()
+        for client in (officer.client, analyst.client):
             await client.close()
+
+
+async def echo(config: dict[str, Any], link: Link) -> None:
+    """The bare echo bot (``python -m benchmarks.matrix_people echo``): every `!tip` in
+    its intake room answered with one notice in its review room, nothing else."""
+    bare_intake, bare_review = config["intake"], config["review"]
+    with tempfile.TemporaryDirectory() as stores:
+        client = await login(config["url"], config["echo"], Path(stores))
+        for room in (bare_intake, bare_review):
+            await client.join(room)
+        await client.sync(timeout=0, full_state=True)
+
+        async def answer(room: object, event: RoomMessageText) -> None:
+            if getattr(room, "room_id", "") == bare_intake and event.body.startswith("!tip"):
+                await client.room_send(
+                    bare_review,
+                    "m.room.message",
+                    {"msgtype": "m.notice", "body": "card: " + event.body[5:]},
+                    ignore_unverified_devices=True,
+                )
+
+        client.add_event_callback(answer, RoomMessageText)  # type: ignore[arg-type]
+        task = asyncio.create_task(client.sync_forever(timeout=30_000))
+        await link.send({"ready": True})
+        with contextlib.suppress(RuntimeError):
+            await link.receive(within=24 * 3600)  # until the people are done
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await client.close()
+
+
+async def scenario() -> Result:
+    with synapse_server() as server, tempfile.TemporaryDirectory() as tmp:
+        bot_user, password = await register_bot(server)
+        config = {
+            "url": server.url,
+            "bot": bot_user,
+            "officer": await account(server, "officer"),
+            "analyst": await account(server, "analyst"),
+            "echo": await account(server, "echo"),
+        }
+        async with child("intake", config) as people:
+            rooms = await people.receive()
+            policy = POLICY.format(**rooms)
+            async with running_bot(server, bot_user, password, policy, Path(tmp)):
+                await people.send({"go": True})
+                timings = await people.receive()
+        ours, baseline = timings["ours"], timings["baseline"]
 
     ours_ms, base_ms = summary_ms(ours), summary_ms(baseline)
     return Result(
