@@ -2,21 +2,50 @@
 
 from __future__ import annotations
 
+import logging
+
 from bot import metrics
 from bot.addresses import platform_of
 from bot.card_render import render_card
 from bot.cards import card_key
 from bot.categories import CATEGORIES
 from bot.core import Core
+from bot.errors import NOTHING_CHANGED, UserError
 from bot.replies import ReplyTo, reply
 from bot.tips import Tip, TipDraft
 from storage import outbox_repo, tips_repo
 from storage.audit_repo import append_audit
+from storage.db import CommitOutcomeUnknown
+
+log = logging.getLogger(__name__)
 
 
 async def file_tip(
     core: Core, to: ReplyTo, draft: TipDraft, *, source_key: str | None = None
 ) -> Tip:
+    try:
+        return await _file_tip(core, to, draft, source_key)
+    except CommitOutcomeUnknown:
+        if source_key is None:
+            raise
+        # The database connection failed during the commit. With the platform's request
+        # id the outcome can be found: filed (its card and receipt were committed with it
+        # and go out as usual) or not (then nothing was, and the officer is told so).
+        try:
+            async with core.db.read() as conn:
+                tip = await tips_repo.tip_by_source_key(conn, source_key)
+        except Exception:
+            log.exception("tip %s: could not find out whether its commit happened", source_key)
+            raise CommitOutcomeUnknown(source_key) from None
+        if tip is None:
+            raise UserError(NOTHING_CHANGED) from None
+        log.warning("%s: its commit was cut off but had happened", tip.ref)
+        metrics.TIPS_FILED.labels(platform_of(to.actor)).inc()
+        core.wake_outbox()
+        return tip
+
+
+async def _file_tip(core: Core, to: ReplyTo, draft: TipDraft, source_key: str | None) -> Tip:
     policy = core.policy
     now = core.clock.now()
     async with core.transaction() as conn:

@@ -7,11 +7,12 @@ import logging
 from dataclasses import replace
 
 from bot.core import Core
-from bot.errors import UserError
+from bot.errors import NOTHING_CHANGED, UserError
 from commands import admin, alert, help, records, status, tip, triage  # noqa: F401  (they register themselves)
 from commands.context import Command, Context
 from commands.registry import REGISTRY, Registry, Role
 from commands.text import clean, split_invocation, without_surrogates
+from storage.db import CommitOutcomeUnknown
 from storage.tips_repo import ConcurrentChange
 
 log = logging.getLogger(__name__)
@@ -51,12 +52,16 @@ class Dispatcher:
             await ctx.answer(str(exc))
         except ConcurrentChange as exc:
             await ctx.answer(f"{exc} changed while you were acting on it; please try again.")
+        except CommitOutcomeUnknown:
+            log.exception("command's commit failed: %r from %s", command.text[:200], command.actor)
+            await ctx.answer(
+                "I lost the connection to the database while saving that, so I can't tell "
+                f"whether it was saved. Please check with {ctx.spell('status')} before doing "
+                "it again."
+            )
         except Exception:
             log.exception("command failed: %r from %s", command.text[:200], command.actor)
-            await ctx.answer(
-                "Something went wrong on my side and nothing was changed. Please try again; "
-                "if it keeps happening, tell the fusion center's administrator."
-            )
+            await ctx.answer(NOTHING_CHANGED)
         return True
 
 

@@ -19,6 +19,10 @@ from storage import sqlite_driver
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
+class CommitOutcomeUnknown(Exception):
+    """The database connection failed during a commit: it may have been applied or not."""
+
+
 class Database:
     """One engine per process. Write transactions go through :meth:`transaction`."""
 
@@ -40,10 +44,24 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction: committed on success, rolled back on any exception."""
+        """A write transaction: committed on success, rolled back on any exception.
+
+        On PostgreSQL a commit whose connection failed (a server restart, a cut
+        connection) may or may not have been applied: that raises
+        :class:`CommitOutcomeUnknown`, so nobody is told "nothing was changed" when it was.
+        SQLite is in-process: a failed commit is a commit that did not happen."""
         if self._write_lock is None:
-            async with self.engine.begin() as conn:
-                yield conn
+            async with self.engine.connect() as conn:
+                transaction = await conn.begin()
+                try:
+                    yield conn
+                except BaseException:
+                    await transaction.rollback()
+                    raise
+                try:
+                    await transaction.commit()
+                except Exception as exc:
+                    raise CommitOutcomeUnknown(str(exc)) from exc
             return
         async with self._write_lock, self.engine.begin() as conn:
             yield conn

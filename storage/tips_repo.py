@@ -123,6 +123,12 @@ async def _drop_terms(conn: AsyncConnection, tip_id: int) -> None:
     await conn.execute(delete(tip_terms_table).where(tip_terms_table.c.tip_id == tip_id))
 
 
+async def tip_by_source_key(conn: AsyncConnection, source_key: str) -> Tip | None:
+    """The tip filed from this platform request, if it was filed."""
+    row = (await conn.execute(select(tips).where(tips.c.source_key == source_key))).first()
+    return _tip(row) if row is not None else None
+
+
 async def get_tip(conn: AsyncConnection, tip_id: int, *, for_update: bool = False) -> Tip | None:
     query = select(tips).where(tips.c.id == tip_id)
     if for_update and conn.dialect.name == "postgresql":
