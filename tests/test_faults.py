@@ -381,9 +381,12 @@ async def test_postgres_connections_cut_during_a_fan_out(
     assert (lost, doubled) == ([], []), figures
     assert cuts >= 10 and terminated >= cuts, figures
     assert posts_when_cuts_stopped < len(PARTNER_CHANNELS), "the cuts never met the fan-out"
-    # Each officer heard back: received, or (if the cut hit their command) to try again.
-    assert len(confirmed) + len(refused) == 13, (confirmed, refused)
-    assert all("nothing was changed" in r for r in refused), refused
+    # Each officer heard back: received, or (if the cut hit their command) to try again;
+    # when even finding out whether a cut-off commit happened failed, that it may have
+    # (then its receipt may come too).
+    unknown = [r for r in refused if "can't tell whether it was saved" in r]
+    assert 13 <= len(confirmed) + len(refused) <= 13 + len(unknown), (confirmed, refused)
+    assert all("nothing was changed" in r for r in refused if r not in unknown), refused
     assert set(confirmed_ids) <= set(stored) and len(stored) == len(confirmed), (
         confirmed_ids,
         stored,
