@@ -1,5 +1,7 @@
 """The fan-out baseline: a bare slack_sdk AsyncWebClient posting one message to many
-channels with a fixed concurrency, as its own process (like the bot), nothing else.
+channels with a fixed concurrency, as its own process (like the bot), nothing else. Its
+calls share one aiohttp session (kept-alive connections), as the bot's sender does: left
+to itself, slack_sdk opens a session per call, which made an easier baseline.
 
     python -m benchmarks.bare_fanout --api-url URL --token T --concurrency 200 \\
         --message message.json C0Q0000 C0Q0001 …
@@ -16,11 +18,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from slack_sdk.web.async_client import AsyncWebClient
 
 
 async def main(args: argparse.Namespace, message: dict[str, Any]) -> None:
-    client = AsyncWebClient(token=args.token, base_url=args.api_url)
+    async with aiohttp.ClientSession() as session:
+        client = AsyncWebClient(token=args.token, base_url=args.api_url, session=session)
+        await post_all(args, message, client)
+
+
+async def post_all(
+    args: argparse.Namespace, message: dict[str, Any], client: AsyncWebClient
+) -> None:
     gate = asyncio.Semaphore(args.concurrency)
     accepted = 0
 
