@@ -8,7 +8,9 @@ for the loop to come round again: under load those waits, not SQLite, were most 
 filed tip spent (35 trips per tip). A statement on a local SQLite file takes
 microseconds, so here it runs where it is asked for, executed, fetched (up to
 ``PREFETCH`` rows; a larger result stays open and is fetched in further calls, so
-streaming still streams) and closed in one call. The one thing that can take long is
+streaming still streams) and closed in one call, after which the loop's other tasks get
+their turn, as the trip to the thread gave them (a purge of thousands of rows doesn't hold
+up acks meanwhile; tested). The one thing that can take long is
 waiting for another process's write lock (a CLI command, say): the connection's own busy
 timeout is 0, and a call that meets the lock is handed to aiosqlite's thread, which waits
 for it (up to ``LOCK_WAIT``) while the loop goes on serving everything else. Commits are
@@ -22,6 +24,7 @@ told so (``check_same_thread=False``, which SQLAlchemy's dialect passes anyway).
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections import deque
@@ -53,10 +56,16 @@ class InlineConnection(aiosqlite.Connection):
             raise ValueError("Connection closed")
         call = partial(fn, *args, **kwargs)
         try:
-            return call()  # SQLite answers in microseconds: no trip, no wait for the loop
+            result = call()  # SQLite answers in microseconds: no trip, no wait for the loop
         except sqlite3.OperationalError as exc:
             if not _busy(exc):
                 raise
+        else:
+            # Still a turn for the loop's other tasks after every call, as a trip to the
+            # thread gave them: a long run of statements (a fan-out's claims, a purge) must
+            # not hold up acks, sends and the rest until it ends.
+            await asyncio.sleep(0)
+            return result
         # Another process holds the write lock (a CLI command, say): wait for it on the
         # connection's thread, so the loop goes on serving everything else meanwhile.
         return await super()._execute(_waiting_for_the_lock, call)

@@ -147,3 +147,28 @@ async def test_a_write_waits_for_another_process_lock_without_freezing_the_bot(
     async with db.read() as conn:
         names = (await conn.execute(select(items.c.name).order_by(items.c.id))).scalars().all()
     assert names == ["from the other process", "item 0"]
+
+
+async def test_a_long_run_of_statements_leaves_the_loop_free_between_them(db: Database) -> None:
+    # A nightly purge or a big fan-out runs thousands of statements: acks and sends that
+    # arrive meanwhile must not wait for all of them.
+    longest_stall = 0.0
+
+    async def ticker() -> None:
+        nonlocal longest_stall
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(0)
+            longest_stall = max(longest_stall, loop.time() - before)
+
+    ticking = asyncio.create_task(ticker())
+    await asyncio.sleep(0.01)
+    began = asyncio.get_running_loop().time()
+    async with db.transaction() as conn:
+        for i in range(2000):
+            await conn.execute(items.insert().values(name=f"row {i}"))
+    took = asyncio.get_running_loop().time() - began
+    ticking.cancel()
+    assert took > 0.1  # long enough that a blocked loop would show
+    assert longest_stall < took / 10, (longest_stall, took)
