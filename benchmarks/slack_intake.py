@@ -204,8 +204,7 @@ async def durable_baseline_on_postgresql(tmp: Path, fake: TimedSlack) -> AsyncIt
 
 async def bench() -> Result:
     with tempfile.TemporaryDirectory(prefix="fusionbot-bench-") as tmp:
-        (Path(tmp) / "ours").mkdir()
-        for part in ("bare", "durable", "pg", "durable-pg"):
+        for part in ("ours", "bare", "durable", "pg", "durable-pg"):
             (Path(tmp) / part).mkdir()
         mine, my_problems = await measure(ours, Path(tmp) / "ours", wait_for_receipts=True)
         bare, bare_problems = await measure(baseline, Path(tmp) / "bare", wait_for_receipts=False)

@@ -37,7 +37,7 @@ from bot.messages import Message
 from bot.similarity import tip_terms
 from bot.tips import TipState, Urgency
 from storage.db import Database
-from storage.tables import audit_head, audit_log, outbox, tip_notes, tips
+from storage.tables import OPEN_TIP_STATES, audit_head, audit_log, outbox, tip_notes, tips
 from storage.tables import tip_terms as tip_terms_table
 
 ROUNDS = 40
@@ -318,7 +318,7 @@ async def measure(url: str, count: int) -> dict[str, Any]:
                 (
                     await conn.execute(
                         select(tips.c.id)
-                        .where(tips.c.state.in_(tips_repo.OPEN_STATES))
+                        .where(tips.c.state.in_(OPEN_TIP_STATES))
                         .order_by(tips.c.id.desc())
                         .limit(200)
                     )

@@ -25,10 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.similarity import TipText, tip_terms
 from bot.tips import Tip, TipDraft, TipNote, TipState, Urgency
-from storage.tables import OPEN_TIP, OPEN_TIP_STATES, tip_notes, tips
+from storage.tables import OPEN_TIP, tip_notes, tips
 from storage.tables import tip_terms as tip_terms_table
 
-OPEN_STATES = OPEN_TIP_STATES
 # How many of the most recent open tips a card compares its tip with.
 SIMILAR_WINDOW = 500
 
@@ -106,8 +105,10 @@ async def insert_tip(
         tip = _tip(inserted)
         await _index_terms(conn, tip)
         return tip, True
-    existing = (await conn.execute(select(tips).where(tips.c.source_key == source_key))).one()
-    return _tip(existing), False
+    existing = await tip_by_source_key(conn, source_key)
+    if existing is None:  # as .one() did: the key was taken, so its row must be there
+        raise RuntimeError(f"no tip holds the taken source key {source_key!r}")
+    return existing, False
 
 
 async def _index_terms(conn: AsyncConnection, tip: Tip) -> None:
@@ -261,9 +262,7 @@ async def tips_by_officer(conn: AsyncConnection, officer: str, *, limit: int = 1
 
 async def tips_in_queue(conn: AsyncConnection, *, limit: int = 20) -> list[Tip]:
     """Open tips, oldest first: the analysts' queue."""
-    rows = await conn.execute(
-        select(tips).where(tips.c.state.in_(OPEN_STATES)).order_by(tips.c.id).limit(limit)
-    )
+    rows = await conn.execute(select(tips).where(OPEN_TIP).order_by(tips.c.id).limit(limit))
     return [_tip(r) for r in rows]
 
 

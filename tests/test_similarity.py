@@ -14,8 +14,8 @@ from bot.similarity import place_term, similar_tips, tip_terms, word_terms
 from bot.tips import TipDraft, TipState
 from storage import tips_repo
 from storage.db import Database, alembic_config
+from storage.tables import OPEN_TIP_STATES, tips
 from storage.tables import tip_terms as tip_terms_table
-from storage.tables import tips
 from tests.conftest import reset_postgres
 from tests.harness import ConsoleHarness, lines_for
 
@@ -54,7 +54,7 @@ async def compared_in_python(conn, tip, window: int) -> list[tuple[str, str]]:
     """What the card showed when it loaded the ``window`` most recent open tips."""
     rows = await conn.execute(
         select(tips.c.id, tips.c.summary, tips.c.details, tips.c.location)
-        .where(tips.c.state.in_(tips_repo.OPEN_STATES), tips.c.id != tip.id)
+        .where(tips.c.state.in_(OPEN_TIP_STATES), tips.c.id != tip.id)
         .order_by(tips.c.id.desc())
         .limit(window)
     )

@@ -6,6 +6,7 @@ leave nothing written, many rows at once, RETURNING, waiting for another process
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -33,6 +34,29 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
         await conn.run_sync(metadata.create_all)
     yield database
     await database.dispose()
+
+
+class LoopWatch:
+    longest_stall = 0.0  # the longest the event loop went without giving others a turn
+
+
+@contextlib.asynccontextmanager
+async def watching_the_loop() -> AsyncIterator[LoopWatch]:
+    watch = LoopWatch()
+
+    async def tick() -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(0)
+            watch.longest_stall = max(watch.longest_stall, loop.time() - before)
+
+    ticking = asyncio.create_task(tick())
+    await asyncio.sleep(0.01)  # ticking
+    try:
+        yield watch
+    finally:
+        ticking.cancel()
 
 
 async def add(db: Database, count: int, *, start: int = 0) -> None:
@@ -120,30 +144,19 @@ async def test_a_write_waits_for_another_process_lock_without_freezing_the_bot(
     other = sqlite3.connect(tmp_path / "driver.db", isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
     other.execute("INSERT INTO items (name) VALUES ('from the other process')")
-    longest_stall = 0.0
-
-    async def ticker() -> None:
-        nonlocal longest_stall
-        loop = asyncio.get_running_loop()
-        while True:
-            before = loop.time()
-            await asyncio.sleep(0.01)
-            longest_stall = max(longest_stall, loop.time() - before - 0.01)
 
     async def release_later() -> None:
         await asyncio.sleep(0.5)
         other.execute("COMMIT")
 
-    ticking = asyncio.create_task(ticker())
     releasing = asyncio.create_task(release_later())
-    await asyncio.sleep(0.05)  # the ticker is ticking
     try:
-        await add(db, 1)
+        async with watching_the_loop() as watch:
+            await add(db, 1)
     finally:
-        ticking.cancel()
         await releasing
         other.close()
-    assert longest_stall < 0.2  # the loop ran throughout the half-second wait
+    assert watch.longest_stall < 0.2  # the loop ran throughout the half-second wait
     async with db.read() as conn:
         names = (await conn.execute(select(items.c.name).order_by(items.c.id))).scalars().all()
     assert names == ["from the other process", "item 0"]
@@ -152,23 +165,11 @@ async def test_a_write_waits_for_another_process_lock_without_freezing_the_bot(
 async def test_a_long_run_of_statements_leaves_the_loop_free_between_them(db: Database) -> None:
     # A nightly purge or a big fan-out runs thousands of statements: acks and sends that
     # arrive meanwhile must not wait for all of them.
-    longest_stall = 0.0
-
-    async def ticker() -> None:
-        nonlocal longest_stall
-        loop = asyncio.get_running_loop()
-        while True:
-            before = loop.time()
-            await asyncio.sleep(0)
-            longest_stall = max(longest_stall, loop.time() - before)
-
-    ticking = asyncio.create_task(ticker())
-    await asyncio.sleep(0.01)
-    began = asyncio.get_running_loop().time()
-    async with db.transaction() as conn:
-        for i in range(2000):
-            await conn.execute(items.insert().values(name=f"row {i}"))
-    took = asyncio.get_running_loop().time() - began
-    ticking.cancel()
+    async with watching_the_loop() as watch:
+        began = asyncio.get_running_loop().time()
+        async with db.transaction() as conn:
+            for i in range(2000):
+                await conn.execute(items.insert().values(name=f"row {i}"))
+        took = asyncio.get_running_loop().time() - began
     assert took > 0.1  # long enough that a blocked loop would show
-    assert longest_stall < took / 10, (longest_stall, took)
+    assert watch.longest_stall < took / 10, (watch.longest_stall, took)
