@@ -10,7 +10,9 @@ outbox worker's concurrency (one task per room), timed the same way. The people 
 supervisor, the member who sees the copies) are nio clients in a third process
 (`benchmarks.matrix_people`), so neither sender's loop does their work. Ours and the bare client take turns, 3 rounds
 each with a pause between turns, so a change in the machine's load falls on both alike;
-ratio: the median of ours ÷ the median of the bare client's; goal 1.1."""
+ratio: the median of ours ÷ the median of the bare client's; goal 1.5, as issue 7 sets it
+for a bare baseline (its 1.1 is for the platform's floor, which doesn't bound anything on the
+test homeserver: see ``baseline["platform_floor"]``)."""
 
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ from benchmarks.matrix_people import Link, child
 from tests.test_matrix_faults import fanout_policy
 
 NAME = "fanout_matrix"
-GOAL = 1.1
+GOAL = 1.5
 ROOMS = 100
 ROUNDS = 3
 # Between turns: a late duplicate would show by now, and neither turn pays for the

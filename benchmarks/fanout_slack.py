@@ -5,8 +5,9 @@ burst 3).
 Measures the time from the approve request until the last copy arrives, and copies lost
 or doubled (must be 0). Baselines: the floor the platform's pace sets (one message per
 channel fits in the burst: 0 s, so it bounds nothing here) and a bare slack_sdk
-AsyncWebClient posting the same 1,000 messages with the outbox worker's concurrency. The
-ratio is ours ÷ the larger of the two, i.e. the bare client."""
+AsyncWebClient posting the same 1,000 messages with the outbox worker's concurrency.
+Goals, as issue 7 sets them: within 1.5× of the bare client (a bare baseline) and within
+1.1× of the platform's floor (counted only when the floor is above 0 s)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ from benchmarks.slack_common import TimedSlack, fusionbot_run, until
 from tests.fakes.slack_web_api import DEFAULT_BOT_TOKEN
 
 NAME = "fanout_slack"
-GOAL = 1.1
+GOAL = 1.5  # against the bare client
+FLOOR_GOAL = 1.1  # against the platform's pace floor, when it bounds anything
 PACE = 1.0
 FAKE_BURST = 3
 RUNS = 3
@@ -128,7 +130,6 @@ async def bench() -> Result:
         "bare_client": bare,
         "bare_client_concurrency": worker_concurrency(),
     }
-    effective = max(floor, bare["last_copy_s"])
     return Result(
         name=NAME,
         goal=GOAL,
@@ -136,7 +137,7 @@ async def bench() -> Result:
             Comparison(
                 "last copy arrived (vs bare client)",
                 mine["last_copy_s"],
-                effective,
+                bare["last_copy_s"],
                 "s",
                 counts=True,
             ),
@@ -145,7 +146,9 @@ async def bench() -> Result:
                 mine["last_copy_s"],
                 floor or None,
                 "s",
-                note="0 s: one message per channel",
+                counts=floor > 0,
+                goal=FLOOR_GOAL,
+                note="" if floor > 0 else "floor 0 s: one message per channel fits the burst",
             ),
             Comparison("first copy arrived", mine["first_copy_s"], None, "s"),
             Comparison("approve ack", mine["approve_ack_ms"], None, "ms"),
