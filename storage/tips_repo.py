@@ -305,8 +305,17 @@ async def tips_by_officer(conn: AsyncConnection, officer: str, *, limit: int = 1
 
 async def tips_in_queue(conn: AsyncConnection, *, limit: int = 20) -> list[Tip]:
     """Open tips, oldest first: the analysts' queue."""
-    rows = await conn.execute(select(tips).where(OPEN_TIP).order_by(tips.c.id).limit(limit))
-    return [_tip(r) for r in rows]
+    query = _QUEUE_SQLITE if conn.dialect.name == "sqlite" else _QUEUE
+    return [_tip(r) for r in await conn.execute(query, {"limit": limit})]
+
+
+_QUEUE = select(tips).where(OPEN_TIP).order_by(tips.c.id).limit(bindparam("limit"))
+# As for the similar tips' window: without statistics SQLite would sort every open tip
+# found through ix_tips_state instead of reading the first few of ix_tips_open.
+_QUEUE_SQLITE = text(
+    f"SELECT {', '.join(c.name for c in tips.c)} FROM tips INDEXED BY ix_tips_open "
+    f"WHERE {_OPEN_TIP_SQLITE} ORDER BY tips.id LIMIT :limit"
+).columns(*tips.c)
 
 
 # --- SLA reminders and retention (28 CFR Part 23) -----------------------------------------
