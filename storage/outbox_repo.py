@@ -13,6 +13,7 @@ from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.messages import Message
+from storage.planner_hints import rarely_true
 from storage.tables import outbox
 
 PENDING, SENDING, SENT, FAILED, HELD, SUPERSEDED = (
@@ -244,8 +245,10 @@ async def claim_due(
     if limit <= 0:
         return []
     platform_filter = or_(*(outbox.c.target.startswith(f"{p}:") for p in platforms))
-    pending = and_(outbox.c.state == PENDING, outbox.c.next_attempt_at <= now)
-    expired = and_(outbox.c.state == SENDING, outbox.c.lease_until < now)
+    # Few rows wait among the many sent: said to SQLite, so statistics don't make it scan
+    # the outbox instead of using ix_outbox_due (storage/planner_hints.py).
+    pending = and_(rarely_true(outbox.c.state == PENDING), outbox.c.next_attempt_at <= now)
+    expired = and_(rarely_true(outbox.c.state == SENDING), outbox.c.lease_until < now)
     due = and_(platform_filter, or_(pending, expired) if reclaim else pending)
     query = select(outbox.c.id, outbox.c.state).where(due).order_by(outbox.c.id).limit(limit)
     if busy_targets:
@@ -359,7 +362,7 @@ async def rows_for(conn: AsyncConnection, message_key: str) -> list[OutboxRow]:
 async def waiting_by_platform(conn: AsyncConnection) -> dict[str, int]:
     """Messages not yet delivered, by the platform they wait for."""
     rows = await conn.execute(
-        select(outbox.c.target).where(outbox.c.state.in_((PENDING, SENDING, HELD)))
+        select(outbox.c.target).where(rarely_true(outbox.c.state.in_((PENDING, SENDING, HELD))))
     )
     counts: dict[str, int] = {}
     for row in rows:

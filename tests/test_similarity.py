@@ -96,6 +96,56 @@ async def test_only_the_most_recent_open_tips_are_compared(db) -> None:
             assert found == await compared_in_python(conn, tip, window=10)
 
 
+async def test_the_ranking_weighs_place_and_shared_words_as_the_card_explains(db) -> None:
+    # The database sums one weight per matching term (the place heavier than all the words
+    # together); each case here is one way that sum could be misread.
+    drafts = [
+        ("Drone over the pier", "Pier 4"),  # T-1: same place, one shared word: 3
+        ("Drone filming the substation fence", None),  # T-2: three shared words: 3
+        ("Drone at the gate", "Pier 4"),  # T-3: same place, two shared words: 3 + 2
+        ("Tripod near a fence", "pier 4 "),  # T-4: same place, nothing shared: 3
+        ("Substation fence photographed", None),  # T-5: two shared words: 2
+        ("Drone spotted downtown", None),  # T-6: one shared word only: not similar
+    ]
+    async with db.transaction() as conn:
+        for n, (summary, location) in enumerate(drafts):
+            await tips_repo.insert_tip(
+                conn,
+                TipDraft(summary=summary, category="PHOTO", location=location),
+                officer="console:olly",
+                channel="console:#tips",
+                now=NOW + timedelta(minutes=n),
+            )
+        tip, _ = await tips_repo.insert_tip(
+            conn,
+            TipDraft(summary="Drone gate substation fence", category="PHOTO", location="Pier 4"),
+            officer="console:otto",
+            channel="console:#tips",
+            now=NOW + timedelta(hours=1),
+        )
+    async with db.read() as conn:
+        shown = [(s.tip.ref, s.why) for s in await similar_open_tips(conn, tip)]
+        assert shown == await compared_in_python(conn, tip, window=500)
+        ranked = await tips_repo.similar_open_tips(
+            conn,
+            word_terms(tip.summary, tip.details),
+            place_term(tip.location),
+            exclude=tip.id,
+            limit=10,
+        )
+        # Best first, the newest first among equals; T-6 shares one word and no place.
+        assert [c.ref for c in ranked] == ["T-3", "T-4", "T-2", "T-1", "T-5"]
+        # A place alone, or a single word with the place, is enough to be found.
+        place_only = await tips_repo.similar_open_tips(
+            conn, frozenset(), place_term("Pier 4"), exclude=tip.id, limit=10
+        )
+        assert [c.ref for c in place_only] == ["T-4", "T-3", "T-1"]
+        one_word = await tips_repo.similar_open_tips(
+            conn, word_terms("drone", None), place_term("Pier 4"), exclude=tip.id, limit=10
+        )
+        assert [c.ref for c in one_word] == ["T-4", "T-3", "T-1"]
+
+
 async def test_a_closed_tip_leaves_the_index_and_other_cards(db) -> None:
     h = ConsoleHarness(db)
     await h.say("@olly #tips !tip Drone over the substation fence | location: Pier 4")
