@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -62,6 +62,22 @@ def _tip(r: Any) -> Tip:
     )
 
 
+# Built once: filing runs them for every tip, and building an INSERT with .values() (and
+# its cache key) cost more CPU than executing it; a multi-row VALUES of literal rows can't
+# be cached at all, so it was compiled anew for every tip.
+_INSERT_TIP = tips.insert().returning(tips.c.id)
+# A tip with a source key: inserted unless the key is taken.
+_INSERT_TIP_ONCE = {
+    "postgresql": pg_insert(tips)
+    .on_conflict_do_nothing(index_elements=[tips.c.source_key])
+    .returning(tips.c.id),
+    "sqlite": sqlite_insert(tips)
+    .on_conflict_do_nothing(index_elements=[tips.c.source_key])
+    .returning(tips.c.id),
+}
+_INSERT_TERMS = tip_terms_table.insert()
+
+
 async def insert_tip(
     conn: AsyncConnection,
     draft: TipDraft,
@@ -90,38 +106,42 @@ async def insert_tip(
         "source_key": source_key,
     }
     if source_key is None:
-        result = await conn.execute(tips.insert().values(**values).returning(*tips.c))
-        tip = _tip(result.one())
-        await _index_terms(conn, tip)
-        return tip, True
-    # One statement for a new tip: insert unless the key is taken (a redelivery, or on
-    # PostgreSQL a concurrent one, whose commit this waits for), then look that one up.
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    inserted = (
-        await conn.execute(
-            insert(tips)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=[tips.c.source_key])
-            .returning(*tips.c)
-        )
-    ).first()
-    if inserted is not None:
-        tip = _tip(inserted)
-        await _index_terms(conn, tip)
-        return tip, True
-    existing = await tip_by_source_key(conn, source_key)
-    if existing is None:  # as .one() did: the key was taken, so its row must be there
-        raise RuntimeError(f"no tip holds the taken source key {source_key!r}")
-    return existing, False
+        tip_id = (await conn.execute(_INSERT_TIP, values)).scalar_one()
+    else:
+        # One statement for a new tip: insert unless the key is taken (a redelivery, or on
+        # PostgreSQL a concurrent one, whose commit this waits for), then look that one up.
+        tip_id = (await conn.execute(_INSERT_TIP_ONCE[conn.dialect.name], values)).scalar()
+        if tip_id is None:
+            existing = await tip_by_source_key(conn, source_key)
+            if existing is None:  # the key was taken, so its row must be there
+                raise RuntimeError(f"no tip holds the taken source key {source_key!r}")
+            return existing, False
+    # The row as written: only its id comes back (reading back every column, and parsing
+    # its times, cost more than the INSERT itself).
+    tip = Tip(
+        id=tip_id,
+        summary=draft.summary,
+        category=draft.category,
+        urgency=draft.urgency,
+        officer=officer,
+        intake_channel=channel,
+        filed_at=now.astimezone(UTC),  # as the column gives it back
+        state=TipState.NEW,
+        location=draft.location,
+        region=draft.region,
+        when=draft.when,
+        details=draft.details,
+        version=1,
+    )
+    await _index_terms(conn, tip)
+    return tip, True
 
 
 async def _index_terms(conn: AsyncConnection, tip: Tip) -> None:
     """A new (open) tip's terms, in the transaction that files it."""
     terms = tip_terms(tip.summary, tip.details, tip.location)
     if terms:
-        await conn.execute(
-            tip_terms_table.insert().values([{"term": t, "tip_id": tip.id} for t in terms])
-        )
+        await conn.execute(_INSERT_TERMS, [{"term": t, "tip_id": tip.id} for t in terms])
 
 
 async def _drop_terms(conn: AsyncConnection, tip_id: int) -> None:
