@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -52,6 +53,20 @@ async def forget_old_events(core: Core) -> int:
 
     async with core.db.transaction() as conn:
         return await forget_before(conn, core.clock.now() - timedelta(days=1))
+
+
+def keep_out_of_full_collections() -> None:
+    """Leave every object alive now (modules, the policy, the scheduler's jobs: what the
+    process built to serve) out of the garbage collector's full passes from now on.
+
+    A full pass walks every tracked object. With 1,000 partners that is about 175,000
+    objects, and each pass held the event loop for 50-60 ms, twice during a fan-out to
+    1,000 channels (its first copy waited for one of them). What the process allocates
+    later is collected as before; what is frozen here lives as long as the process anyway.
+    Call it once the process serves, and again after it takes on more for good (the
+    scheduler's jobs on becoming the leader)."""
+    gc.collect()
+    gc.freeze()
 
 
 DEFAULT_JOBS: dict[str, Job] = {
