@@ -311,6 +311,9 @@ def build(
     core = Core(db=db, policies=holder, clock=clock)
     worker = OutboxWorker(db, senders or {}, clock, on_hold=held_notices(core))
     core.wake_outbox = worker.wake
+    core.outbox_hand_over = worker.hand_over
+    core.take_outbox_rows = worker.take
+    core.give_back_outbox_rows = worker.give_back
     scheduler = BotScheduler(core, jobs or DEFAULT_JOBS, database_url=db.url)
     return FusionBot(
         settings=settings,
