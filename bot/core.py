@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.clock import Clock
 from bot.policy import Policy
-from storage.db import CommitOutcomeUnknown, Database
+from storage.db import Database
 from storage.outbox_repo import HAND_OVER, HandOver, OutboxRow
 
 
@@ -58,6 +58,7 @@ class Core:
         handed to it after the commit (no claim needed); for anything else it queued the
         worker is woken to claim it."""
         hand_over = self.outbox_hand_over()
+        committing = False
         try:
             async with self.db.transaction() as conn:
                 if hand_over is None:
@@ -70,8 +71,12 @@ class Core:
                         hand_over.open = False  # what follows isn't in this transaction
                         with contextlib.suppress(Exception):  # a broken one isn't reused
                             del conn.info[HAND_OVER]
-        except CommitOutcomeUnknown:
-            if hand_over is not None and hand_over.rows:
+                committing = True
+        except Exception:
+            # The commit failed, or the connection did around it: on PostgreSQL it may have
+            # happened all the same (CommitOutcomeUnknown). SQLite's failed commit didn't,
+            # and its row ids may be reused: nothing to give back there.
+            if committing and hand_over is not None and hand_over.rows and not self.db.is_sqlite:
                 self.give_back_outbox_rows(hand_over.rows)
             raise
         if hand_over is None:
