@@ -224,6 +224,8 @@ class OutboxWorker:
             return 0
         async with self._dispatching:
             claimed = 0
+            if self._handed:
+                await self._release_stale_handed()
             while self._maybe_due or self._handed:
                 # Rows wanting a send slot: one per target, unless it waits for its pace.
                 # Up to ``concurrency`` more are kept ready behind the slots, so a freed
@@ -235,7 +237,7 @@ class OutboxWorker:
                     break
                 if not self._maybe_due:
                     # Nothing older waits in the database: rows handed over go now.
-                    started = self._start_handed(min(room, self.concurrency))
+                    started = await self._start_handed(min(room, self.concurrency))
                     claimed += started
                     if not started:
                         break
@@ -299,29 +301,37 @@ class OutboxWorker:
         self._queues[target] = deque(rows)
         self._busy[target] = asyncio.create_task(self._deliver_all(target))
 
-    def _start_handed(self, limit: int) -> int:
-        """Start up to ``limit`` handed-over rows, oldest first. A target with due rows
-        left in the database (deferred) or a full queue keeps its handed rows, in order,
-        until those have gone."""
+    async def _start_handed(self, limit: int) -> int:
+        """Start up to ``limit`` handed-over rows, oldest first. Rows for a target with
+        due rows left in the database (deferred) or a full queue go back to the database
+        (its order: they are claimed after those), as do rows that waited for room half
+        their lease: a row is never kept in memory past its lease (another process would
+        take it over)."""
         started = 0
-        kept: list[repo.OutboxRow] = []
-        blocked: set[str] = set()
+        back: list[int] = []
         while self._handed and started < limit:
             row = self._handed.popleft()
             target = row.target
             queue = self._queues.get(target)
-            if (
-                target in blocked
-                or target in self._deferred
-                or (queue is not None and len(queue) >= self.per_target_batch)
+            if target in self._deferred or (
+                queue is not None and len(queue) >= self.per_target_batch
             ):
-                blocked.add(target)
-                kept.append(row)
+                self._deferred.add(target)  # claimed for when its task ends
+                back.append(row.id)
                 continue
             self._start(target, [row])
             started += 1
-        self._handed.extendleft(reversed(kept))
+        if back:
+            await self._release(back)
         return started
+
+    async def _release_stale_handed(self) -> None:
+        stale = self.clock.now() - self.lease / 2
+        back: list[int] = []
+        while self._handed and self._handed[0].created_at < stale:
+            back.append(self._handed.popleft().id)
+        if back:
+            await self._release(back)
 
     async def _deliver_all(self, target: str) -> None:
         queue = self._queues[target]

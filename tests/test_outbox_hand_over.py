@@ -7,6 +7,7 @@ kept for their time."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -322,3 +323,51 @@ async def test_a_tip_whose_commit_was_cut_but_applied_is_not_held_up_by_its_leas
     await until(lambda: sum("Received T-1" in line for line in printed) == 1)
     await until(lambda: sum("Drone over the stadium" in line for line in printed) == 2)
     assert await bot.drain() == {}
+
+
+async def test_rows_waiting_for_room_past_their_lease_are_not_sent_twice(db, database_url) -> None:
+    clock = ManualClock(START)
+    slow = GatedPlatform()
+    worker = OutboxWorker(db, {"console": slow}, clock, concurrency=1)
+    core = Core(
+        db=db,
+        policies=PolicyHolder(console_policy(), "test"),
+        clock=clock,
+        wake_outbox=worker.wake,
+        outbox_hand_over=worker.hand_over,
+        take_outbox_rows=worker.take,
+    )
+    running = asyncio.create_task(worker.run())
+    other_platform = PlatformDouble()
+    other = process(database_url, other_platform, clock)
+    targets = [f"console:#p{n}" for n in range(10)]
+    try:
+        await until(lambda: worker.hand_over() is not None)
+        async with core.transaction() as conn:
+            await outbox_repo.enqueue_posts(
+                conn,
+                targets=targets,
+                message=Message(text="alert"),
+                now=clock.now(),
+                message_key="a",
+            )
+        await until(lambda: slow.waiting == 1)  # one in flight, the rest wait for room
+        # The platform hangs past the lease: another process takes over what was leased.
+        clock.advance(timedelta(minutes=6))
+        worker.wake()
+        await asyncio.sleep(0.2)
+        await other.drain(2.0)
+        slow.gate.set()
+        await until(lambda: len(slow.posts()) + len(other_platform.posts()) >= len(targets))
+        await asyncio.sleep(0.3)
+    finally:
+        slow.gate.set()
+        await worker.stop()
+        await running
+        await other.db.dispose()
+    delivered = Counter(p.target for p in slow.posts() + other_platform.posts())
+    assert set(delivered) == set(targets)
+    # Those that waited for room went back to the queue in time: each arrived once. (The
+    # two that had a slot were in flight past their lease, as a claimed row can be: the
+    # platform call's timeout, not the hand-over, bounds that.)
+    assert [delivered[t] for t in targets[2:]] == [1] * 8
