@@ -338,9 +338,11 @@ class OutboxWorker:
         try:
             sender = self.senders.get(platform_of(target))
             if sender is None:  # the platform went away meanwhile: leave them for later
-                async with self.db.transaction() as conn:
-                    await repo.release(conn, [r.id for r in queue])
-                queue.clear()
+                while queue:  # rows that join it during the release go back too
+                    rows = list(queue)
+                    queue.clear()
+                    async with self.db.transaction() as conn:
+                        await repo.release(conn, [r.id for r in rows])
                 return
             await self._deliver_queue(sender, target, queue)
         finally:
@@ -362,10 +364,12 @@ class OutboxWorker:
             if retry_at is not None:
                 if retry_at > self.clock.now():
                     # The platform asked for a pause: rows claimed meanwhile wait with the
-                    # others (a new card must not meet the same 429).
-                    await self._give_back(list(queue), retry_at, "waiting for Retry-After")
+                    # others (a new card must not meet the same 429). Taken out of the
+                    # queue before the await: rows that join it meanwhile go round again.
+                    rows = list(queue)
                     queue.clear()
-                    return
+                    await self._give_back(rows, retry_at, "waiting for Retry-After")
+                    continue
                 del self._retry_at[target]
             # A channel's posting pace (Slack: about one message a second) is for messages
             # everyone sees. Answers only their asker sees (chat.postEphemeral; Matrix
@@ -388,9 +392,10 @@ class OutboxWorker:
                 metrics.DELIVERIES.labels(sender.platform, "rate_limited").inc()
                 at = self.clock.now() + timedelta(seconds=exc.retry_after)
                 self._retry_at[target] = at
-                await self._give_back(list(queue), at, str(exc))
+                rows = list(queue)
                 queue.clear()
-                return
+                await self._give_back(rows, at, str(exc))
+                continue
             except Exception:
                 log.exception("delivering outbox row %s to %s failed", row.id, target)
                 await self._retry(row, "internal error (see log)")
