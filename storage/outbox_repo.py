@@ -417,7 +417,12 @@ async def reschedule(
     }
     if count_attempt:
         values["attempts"] = outbox.c.attempts + 1
-    await conn.execute(update(outbox).where(outbox.c.id == row_id).values(**values))
+    # Only a row still being sent: recording its delivery may have been committed after
+    # all (PostgreSQL, a connection cut during the commit), and a delivered row must not
+    # be queued again (an ephemeral answer can't be looked up before a resend).
+    await conn.execute(
+        update(outbox).where(outbox.c.id == row_id, outbox.c.state == SENDING).values(**values)
+    )
 
 
 async def mark_final(conn: AsyncConnection, row_id: int, *, state: str, error: str) -> None:

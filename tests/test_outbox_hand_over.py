@@ -371,3 +371,22 @@ async def test_rows_waiting_for_room_past_their_lease_are_not_sent_twice(db, dat
     # two that had a slot were in flight past their lease, as a claimed row can be: the
     # platform call's timeout, not the hand-over, bounds that.)
     assert [delivered[t] for t in targets[2:]] == [1] * 8
+
+
+async def test_a_delivery_recorded_by_a_cut_commit_is_not_sent_again(
+    cut_relay: tuple[FusionBot, CommitCutter, list[str]],  # noqa: F811 (the fixture)
+) -> None:
+    # PostgreSQL applies the commit that records deliveries, then the connection dies:
+    # the worker can't tell, and must not queue them again (the console, like an
+    # ephemeral Slack answer, can't be asked whether a message arrived).
+    bot, cutter, printed = cut_relay
+    await started(bot)
+    cutter.arm("after", b"UPDATE outbox SET state")
+    await bot.handle(
+        Command("console:officer", "console:#tips", "!tip Drone over the stadium | category: photo")
+    )
+    await until(lambda: cutter.cuts == 1)
+    await asyncio.sleep(3.0)  # past the backoff of a retry
+    assert await bot.drain() == {}
+    assert sum("Received T-1" in line for line in printed) == 1, printed
+    assert sum("Drone over the stadium" in line for line in printed) == 2, printed
