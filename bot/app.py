@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -52,6 +53,20 @@ async def forget_old_events(core: Core) -> int:
 
     async with core.db.transaction() as conn:
         return await forget_before(conn, core.clock.now() - timedelta(days=1))
+
+
+def keep_out_of_full_collections() -> None:
+    """Leave every object alive now (modules, the policy, the scheduler's jobs: what the
+    process built to serve) out of the garbage collector's full passes from now on.
+
+    A full pass walks every tracked object. With 1,000 partners that is about 175,000
+    objects, and each pass held the event loop for 50-60 ms, twice during a fan-out to
+    1,000 channels (its first copy waited for one of them). What the process allocates
+    later is collected as before; what is frozen here lives as long as the process anyway.
+    Call it once the process serves, and again after it takes on more for good (the
+    scheduler's jobs on becoming the leader)."""
+    gc.collect()
+    gc.freeze()
 
 
 DEFAULT_JOBS: dict[str, Job] = {
@@ -296,6 +311,9 @@ def build(
     core = Core(db=db, policies=holder, clock=clock)
     worker = OutboxWorker(db, senders or {}, clock, on_hold=held_notices(core))
     core.wake_outbox = worker.wake
+    core.outbox_hand_over = worker.hand_over
+    core.take_outbox_rows = worker.take
+    core.give_back_outbox_rows = worker.give_back
     scheduler = BotScheduler(core, jobs or DEFAULT_JOBS, database_url=db.url)
     return FusionBot(
         settings=settings,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, TextIO
 import typer
 
 from adapters.matrix.session import MatrixLoginError
-from bot.app import slack_app, start_matrix
+from bot.app import keep_out_of_full_collections, slack_app, start_matrix
 from bot.http_server import serve_http
 from bot.leadership import Leadership
 from bot.policy_loader import PolicyError, load_policy
@@ -181,6 +181,7 @@ async def serve_platforms(settings: Settings, *, with_console: bool = False) -> 
             # At the end of the console's input the other platforms go on serving.
             console_task = asyncio.create_task(adapter.run())
             cleanups.append(lambda: _finish(console_task))
+        keep_out_of_full_collections()
         await stop.wait()
     finally:
         for cleanup in reversed(cleanups):
@@ -196,6 +197,7 @@ def _leadership(bot: FusionBot, give_up: Callable[[BaseException], None]) -> Lea
 
     async def elected() -> None:
         await bot.scheduler.start()
+        keep_out_of_full_collections()
         if bot.settings.matrix_homeserver is not None:
             try:
                 matrix.append(await start_matrix(bot))

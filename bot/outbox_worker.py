@@ -93,12 +93,39 @@ class OutboxWorker:
         # Deliveries sent but not yet recorded, and the lock of the one task recording them.
         self._unrecorded: list[tuple[int, str | None, datetime]] = []
         self._recording = asyncio.Lock()
+        # Rows this process's commits inserted leased to it (hand_over()), oldest first,
+        # waiting for room: they need no claim.
+        self._handed: deque[repo.OutboxRow] = deque()
+        self._give_back_later: asyncio.Future[None] | None = None
 
     def wake(self) -> None:
         """Something was queued (or became deliverable): claim soon."""
         self._news += 1
         self._maybe_due = True
         self._wake.set()
+
+    def hand_over(self) -> repo.HandOver | None:
+        """For a transaction about to queue messages (``Core.transaction``): posts due now
+        for a platform this worker serves are inserted leased to this process, and
+        :meth:`take` them after the commit. None unless the worker runs."""
+        if not self._running or self._stopping or not self.senders:
+            return None
+        return repo.HandOver(platforms=frozenset(self.senders), lease=self.lease)
+
+    def take(self, rows: list[repo.OutboxRow]) -> None:
+        """Rows a committed transaction inserted leased to this process: delivered like
+        claimed ones, without the claim."""
+        self._handed.extend(rows)
+        if self._running:
+            self._wake.set()
+        else:  # stopped meanwhile: back to the queue, for whoever delivers next
+            self._give_back_later = asyncio.ensure_future(self._release_handed())
+
+    def give_back(self, rows: list[repo.OutboxRow]) -> None:
+        """Rows a transaction inserted leased to this process whose commit may or may not
+        have happened (the connection failed during it): if it did, they go back to the
+        queue now and are claimed as usual; if not, there is nothing to give back."""
+        self._give_back_later = asyncio.ensure_future(self._release([r.id for r in rows]))
 
     def add_sender(self, sender: Sender) -> None:
         """A platform that connects after the start (Matrix, once its first sync is done)."""
@@ -141,6 +168,24 @@ class OutboxWorker:
                 self._reclaim = True
                 self.wake()  # rows come due with time (retries, scheduled sends, leases)
         await self._finish_busy()
+        await self._release_handed()
+
+    async def _release_handed(self) -> None:
+        """Rows handed over but not started when the worker stops go back to the queue
+        (else they would wait for their lease to run out)."""
+        while self._handed:
+            ids = [row.id for row in self._handed]
+            self._handed.clear()
+            await self._release(ids)
+
+    async def _release(self, ids: list[int]) -> None:
+        try:
+            async with self.db.transaction() as conn:
+                await repo.release(conn, ids)
+        except Exception:  # their lease runs out instead; they are taken over then
+            log.exception("giving back %d handed-over outbox rows failed", len(ids))
+        else:
+            self.wake()
 
     async def stop(self) -> None:
         self._stopping = True
@@ -179,14 +224,25 @@ class OutboxWorker:
             return 0
         async with self._dispatching:
             claimed = 0
-            while self._maybe_due:
+            if self._handed:
+                await self._release_stale_handed()
+            while self._maybe_due or self._handed:
                 # Rows wanting a send slot: one per target, unless it waits for its pace.
                 # Up to ``concurrency`` more are kept ready behind the slots, so a freed
                 # slot is taken at once; claiming waits until half of that room is free
                 # (fewer, larger claims), or claims at once when nothing waits.
                 wanting = len(self._busy) - len(self._pacing) - len(self._recording_for)
                 room = 2 * self.concurrency - wanting
-                if room <= 0 or (wanting and room < max(1, self.concurrency // 2)):
+                if room <= 0:
+                    break
+                if not self._maybe_due:
+                    # Nothing older waits in the database: rows handed over go now.
+                    started = await self._start_handed(min(room, self.concurrency))
+                    claimed += started
+                    if not started:
+                        break
+                    continue
+                if wanting and room < max(1, self.concurrency // 2):
                     break
                 # At most ``concurrency`` rows a claim: the first sends start while the
                 # next claim is made (claiming 400 rows takes ~3 times as long as 200).
@@ -197,7 +253,8 @@ class OutboxWorker:
                 if got < asked:
                     if news == self._news:
                         self._maybe_due = False
-                    break
+                    if self._maybe_due or not self._handed:
+                        break
             return claimed
 
     async def _claim_and_start(self, limit: int) -> int:
@@ -233,22 +290,59 @@ class OutboxWorker:
                     self._deferred.add(target)
             await repo.release(conn, extra)
         for target, group in by_target.items():
-            queue = self._queues.get(target)
-            if queue is not None:
-                queue.extend(group)  # its task, still running, takes them in turn
-                continue
-            self._queues[target] = deque(group)
-            self._busy[target] = asyncio.create_task(self._deliver_all(target))
+            self._start(target, group)
         return len(rows)
+
+    def _start(self, target: str, rows: list[repo.OutboxRow]) -> None:
+        queue = self._queues.get(target)
+        if queue is not None:
+            queue.extend(rows)  # its task, still running, takes them in turn
+            return
+        self._queues[target] = deque(rows)
+        self._busy[target] = asyncio.create_task(self._deliver_all(target))
+
+    async def _start_handed(self, limit: int) -> int:
+        """Start up to ``limit`` handed-over rows, oldest first. Rows for a target with
+        due rows left in the database (deferred) or a full queue go back to the database
+        (its order: they are claimed after those), as do rows that waited for room half
+        their lease: a row is never kept in memory past its lease (another process would
+        take it over)."""
+        started = 0
+        back: list[int] = []
+        while self._handed and started < limit:
+            row = self._handed.popleft()
+            target = row.target
+            queue = self._queues.get(target)
+            if target in self._deferred or (
+                queue is not None and len(queue) >= self.per_target_batch
+            ):
+                self._deferred.add(target)  # claimed for when its task ends
+                back.append(row.id)
+                continue
+            self._start(target, [row])
+            started += 1
+        if back:
+            await self._release(back)
+        return started
+
+    async def _release_stale_handed(self) -> None:
+        stale = self.clock.now() - self.lease / 2
+        back: list[int] = []
+        while self._handed and self._handed[0].created_at < stale:
+            back.append(self._handed.popleft().id)
+        if back:
+            await self._release(back)
 
     async def _deliver_all(self, target: str) -> None:
         queue = self._queues[target]
         try:
             sender = self.senders.get(platform_of(target))
             if sender is None:  # the platform went away meanwhile: leave them for later
-                async with self.db.transaction() as conn:
-                    await repo.release(conn, [r.id for r in queue])
-                queue.clear()
+                while queue:  # rows that join it during the release go back too
+                    rows = list(queue)
+                    queue.clear()
+                    async with self.db.transaction() as conn:
+                        await repo.release(conn, [r.id for r in rows])
                 return
             await self._deliver_queue(sender, target, queue)
         finally:
@@ -270,10 +364,12 @@ class OutboxWorker:
             if retry_at is not None:
                 if retry_at > self.clock.now():
                     # The platform asked for a pause: rows claimed meanwhile wait with the
-                    # others (a new card must not meet the same 429).
-                    await self._give_back(list(queue), retry_at, "waiting for Retry-After")
+                    # others (a new card must not meet the same 429). Taken out of the
+                    # queue before the await: rows that join it meanwhile go round again.
+                    rows = list(queue)
                     queue.clear()
-                    return
+                    await self._give_back(rows, retry_at, "waiting for Retry-After")
+                    continue
                 del self._retry_at[target]
             # A channel's posting pace (Slack: about one message a second) is for messages
             # everyone sees. Answers only their asker sees (chat.postEphemeral; Matrix
@@ -296,9 +392,10 @@ class OutboxWorker:
                 metrics.DELIVERIES.labels(sender.platform, "rate_limited").inc()
                 at = self.clock.now() + timedelta(seconds=exc.retry_after)
                 self._retry_at[target] = at
-                await self._give_back(list(queue), at, str(exc))
+                rows = list(queue)
                 queue.clear()
-                return
+                await self._give_back(rows, at, str(exc))
+                continue
             except Exception:
                 log.exception("delivering outbox row %s to %s failed", row.id, target)
                 await self._retry(row, "internal error (see log)")

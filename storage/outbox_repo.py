@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -66,6 +66,95 @@ def _row(r: Any, reclaimed: bool = False) -> OutboxRow:
     )
 
 
+HAND_OVER = "fusionbot.outbox.hand_over"
+
+
+@dataclass
+class HandOver:
+    """Posts a transaction queues for this process's own delivery worker.
+
+    Put on the transaction's connection (``conn.info[HAND_OVER]``, by ``Core.transaction``)
+    when a worker runs here: a post due now, for a platform that worker serves, is
+    inserted already leased to this process (``sending`` until now + ``lease``, as if it
+    had been claimed) and listed in ``rows``; after the commit the worker takes the rows
+    from there, without a claim. A rollback hands nothing over (the rows never existed); a
+    crash before they are sent leaves them leased like any claimed row: the lease runs
+    out, they are taken over and the platform is asked before any resend. ``others`` says
+    the transaction also queued something the worker must claim (a scheduled post, an
+    edit, another platform's post)."""
+
+    platforms: frozenset[str]
+    lease: timedelta
+    rows: list[OutboxRow] = field(default_factory=list)
+    others: bool = False
+    open: bool = True
+
+    def takes(self, target: str, due: datetime, now: datetime) -> bool:
+        return due <= now and target.partition(":")[0] in self.platforms
+
+
+def hand_over_of(conn: AsyncConnection) -> HandOver | None:
+    hand_over = cast("HandOver | None", conn.info.get(HAND_OVER))
+    return hand_over if hand_over is not None and hand_over.open else None
+
+
+# Built once: building an INSERT cost about as much CPU as executing it, and filing a tip
+# queues two posts.
+_INSERT = outbox.insert().returning(outbox.c.id)
+_IDS_BY_MESSAGE_KEY = select(outbox.c.id, outbox.c.key).where(
+    outbox.c.message_key == bindparam("message_key")
+)
+_ID_BY_KEY = select(outbox.c.id).where(outbox.c.key == bindparam("key"))
+
+
+def _new_row(
+    hand_over: HandOver | None,
+    *,
+    key: str,
+    target: str,
+    ephemeral_to: str | None,
+    message_key: str | None,
+    payload: dict[str, Any],
+    due: datetime,
+    now: datetime,
+) -> dict[str, Any]:
+    handed = hand_over is not None and hand_over.takes(target, due, now)
+    if hand_over is not None and not handed:
+        hand_over.others = True
+    return {
+        "key": key,
+        "op": "post",
+        "target": target,
+        "ephemeral_to": ephemeral_to,
+        "message_key": message_key,
+        "payload": payload,
+        "state": SENDING if handed else PENDING,
+        "attempts": 0,
+        "next_attempt_at": due,
+        "lease_until": now + hand_over.lease if handed and hand_over is not None else None,
+        "created_at": now,
+    }
+
+
+def _handed_row(row_id: int, values: dict[str, Any], message: Message) -> OutboxRow:
+    return OutboxRow(
+        id=row_id,
+        key=values["key"],
+        op="post",
+        target=values["target"],
+        ephemeral_to=values["ephemeral_to"],
+        message_key=values["message_key"],
+        message=message,
+        state=SENDING,
+        attempts=0,
+        next_attempt_at=values["next_attempt_at"],
+        platform_ref=None,
+        last_error=None,
+        created_at=values["created_at"],
+        sent_at=None,
+    )
+
+
 async def enqueue_post(
     conn: AsyncConnection,
     *,
@@ -80,30 +169,30 @@ async def enqueue_post(
 ) -> int:
     """Queue a new message. ``key`` makes enqueueing idempotent (a second call is a no-op).
     ``key_is_new``: the caller knows no row has that key (it names something created in
-    this very transaction), so the look-up is skipped; the key stays unique regardless."""
+    this very transaction), so the look-up is skipped; the key stays unique regardless.
+    In a transaction with a :class:`HandOver` a post due now goes to this process's worker
+    after the commit."""
     if key is not None and not key_is_new:
-        existing = await conn.scalar(select(outbox.c.id).where(outbox.c.key == key))
+        existing = await conn.scalar(_ID_BY_KEY, {"key": key})
         if existing is not None:
             return int(existing)
     elif key is None:
         key = f"post:{uuid.uuid4().hex}"  # fresh: no need to look for it first
-    result = await conn.execute(
-        outbox.insert()
-        .values(
-            key=key,
-            op="post",
-            target=target,
-            ephemeral_to=ephemeral_to,
-            message_key=message_key,
-            payload=message.model_dump(mode="json"),
-            state=PENDING,
-            attempts=0,
-            next_attempt_at=not_before or now,
-            created_at=now,
-        )
-        .returning(outbox.c.id)
+    hand_over = hand_over_of(conn)
+    values = _new_row(
+        hand_over,
+        key=key,
+        target=target,
+        ephemeral_to=ephemeral_to,
+        message_key=message_key,
+        payload=message.model_dump(mode="json"),
+        due=not_before or now,
+        now=now,
     )
-    return int(result.scalar_one())
+    row_id = int((await conn.execute(_INSERT, values)).scalar_one())
+    if hand_over is not None and values["state"] == SENDING:
+        hand_over.rows.append(_handed_row(row_id, values, message))
+    return row_id
 
 
 async def enqueue_posts(
@@ -118,7 +207,7 @@ async def enqueue_posts(
     ``<message_key>@<target>`` like :func:`enqueue_post` with that key; targets already
     queued are skipped. One SELECT and one multi-row INSERT instead of two round trips per
     target: at 1,000 partner channels that is most of a release's time. Returns how many
-    were queued."""
+    were queued. Handed over like :func:`enqueue_post`'s."""
     keys = {f"{message_key}@{target}": target for target in dict.fromkeys(targets)}
     existing: set[str] = set()
     listed = list(keys)
@@ -126,24 +215,35 @@ async def enqueue_posts(
         chunk = listed[start : start + 500]
         existing.update(await conn.scalars(select(outbox.c.key).where(outbox.c.key.in_(chunk))))
     payload = message.model_dump(mode="json")
+    hand_over = hand_over_of(conn)
     rows = [
-        {
-            "key": key,
-            "op": "post",
-            "target": target,
-            "ephemeral_to": None,
-            "message_key": message_key,
-            "payload": payload,
-            "state": PENDING,
-            "attempts": 0,
-            "next_attempt_at": now,
-            "created_at": now,
-        }
+        _new_row(
+            hand_over,
+            key=key,
+            target=target,
+            ephemeral_to=None,
+            message_key=message_key,
+            payload=payload,
+            due=now,
+            now=now,
+        )
         for key, target in keys.items()
         if key not in existing
     ]
-    if rows:
+    if not rows:
+        return 0
+    if hand_over is None:
         await conn.execute(outbox.insert(), rows)
+        return len(rows)
+    await conn.execute(outbox.insert(), rows)
+    handed = {values["key"]: values for values in rows if values["state"] == SENDING}
+    if handed:
+        # Their ids: read back (cheaper than RETURNING from a multi-row INSERT here).
+        found = await conn.execute(_IDS_BY_MESSAGE_KEY, {"message_key": message_key})
+        by_key = {key: row_id for row_id, key in found}
+        hand_over.rows.extend(
+            _handed_row(by_key[key], values, message) for key, values in handed.items()
+        )
     return len(rows)
 
 
@@ -156,6 +256,9 @@ async def enqueue_edit(
     earlier edit is still waiting, it is replaced: only the latest state matters.
     """
     payload = message.model_dump(mode="json")
+    hand_over = hand_over_of(conn)
+    if hand_over is not None:
+        hand_over.others = True  # the worker claims edits
     waiting = (
         await conn.execute(
             select(outbox.c.id, outbox.c.op)
@@ -317,7 +420,12 @@ async def reschedule(
     }
     if count_attempt:
         values["attempts"] = outbox.c.attempts + 1
-    await conn.execute(update(outbox).where(outbox.c.id == row_id).values(**values))
+    # Only a row still being sent: recording its delivery may have been committed after
+    # all (PostgreSQL, a connection cut during the commit), and a delivered row must not
+    # be queued again (an ephemeral answer can't be looked up before a resend).
+    await conn.execute(
+        update(outbox).where(outbox.c.id == row_id, outbox.c.state == SENDING).values(**values)
+    )
 
 
 async def mark_final(conn: AsyncConnection, row_id: int, *, state: str, error: str) -> None:

@@ -21,7 +21,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.blocks import render_blocks
+from adapters.slack.blocks import Block, render_blocks
 from bot.addresses import split_address
 from bot.delivery import (
     DeliveryError,
@@ -31,6 +31,7 @@ from bot.delivery import (
     RateLimited,
     TemporaryFailure,
 )
+from bot.messages import Message
 
 log = logging.getLogger(__name__)
 
@@ -106,13 +107,23 @@ class SlackSender:
         self._token_for_team = token_for_team
         # DM channel ids by (team, user): conversations.open once per person.
         self._dm_channels: dict[tuple[str | None, str], str] = {}
+        self._rendered_message: Message | None = None
+        self._rendered: tuple[list[Block], str] = ([], "")
 
     def min_interval(self, target: str) -> float:
         return CHANNEL_INTERVAL
 
+    def _render(self, message: Message) -> tuple[list[Block], str]:
+        """Block Kit for a message; the copies of one fan-out share one message object,
+        rendered once (slack_sdk doesn't change the blocks it is given)."""
+        if message is not self._rendered_message:
+            self._rendered = render_blocks(message)
+            self._rendered_message = message
+        return self._rendered
+
     async def post(self, out: Outgoing) -> str:
         place = await self._place(out.target)
-        blocks, text = render_blocks(out.message)
+        blocks, text = self._render(out.message)
         if out.ephemeral_to is not None:
             user = _slack_user(out.ephemeral_to)
             answer = await self._call(
