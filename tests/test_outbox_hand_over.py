@@ -242,10 +242,11 @@ async def test_a_post_handed_over_waits_behind_older_ones_for_its_channel(db, da
     assert [p.text for p in slow.posts()] == [f"old {n}" for n in range(40)] + ["new"]
 
 
-async def test_a_fan_out_keeps_the_cap_on_sends_in_flight(db) -> None:
-    clock = ManualClock(START)
-    slow = GatedPlatform()
-    worker = OutboxWorker(db, {"console": slow}, clock, concurrency=5)
+def worker_and_core(
+    db: Database, platform: GatedPlatform, clock: ManualClock, *, concurrency: int
+) -> tuple[OutboxWorker, Core]:
+    """A worker with a small cap on sends in flight, wired to a core as bot.app.build does."""
+    worker = OutboxWorker(db, {"console": platform}, clock, concurrency=concurrency)
     core = Core(
         db=db,
         policies=PolicyHolder(console_policy(), "test"),
@@ -254,6 +255,13 @@ async def test_a_fan_out_keeps_the_cap_on_sends_in_flight(db) -> None:
         outbox_hand_over=worker.hand_over,
         take_outbox_rows=worker.take,
     )
+    return worker, core
+
+
+async def test_a_fan_out_keeps_the_cap_on_sends_in_flight(db) -> None:
+    clock = ManualClock(START)
+    slow = GatedPlatform()
+    worker, core = worker_and_core(db, slow, clock, concurrency=5)
     running = asyncio.create_task(worker.run())
     try:
         await until(lambda: worker.hand_over() is not None)
@@ -328,15 +336,7 @@ async def test_a_tip_whose_commit_was_cut_but_applied_is_not_held_up_by_its_leas
 async def test_rows_waiting_for_room_past_their_lease_are_not_sent_twice(db, database_url) -> None:
     clock = ManualClock(START)
     slow = GatedPlatform()
-    worker = OutboxWorker(db, {"console": slow}, clock, concurrency=1)
-    core = Core(
-        db=db,
-        policies=PolicyHolder(console_policy(), "test"),
-        clock=clock,
-        wake_outbox=worker.wake,
-        outbox_hand_over=worker.hand_over,
-        take_outbox_rows=worker.take,
-    )
+    worker, core = worker_and_core(db, slow, clock, concurrency=1)
     running = asyncio.create_task(worker.run())
     other_platform = PlatformDouble()
     other = process(database_url, other_platform, clock)
