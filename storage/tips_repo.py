@@ -203,10 +203,15 @@ async def add_note(conn: AsyncConnection, note: TipNote) -> None:
 
 
 async def notes_for(conn: AsyncConnection, tip_id: int) -> list[TipNote]:
-    rows = await conn.execute(
-        select(tip_notes).where(tip_notes.c.tip_id == tip_id).order_by(tip_notes.c.id)
-    )
+    rows = await conn.execute(_NOTES_FOR, {"tip_id": tip_id})
     return [TipNote(r.tip_id, r.kind, r.actor, r.text, r.at) for r in rows]
+
+
+# Built once: every card refresh and `!status T-n` reads a tip's notes, and building the
+# statement cost about as much as running it.
+_NOTES_FOR = (
+    select(tip_notes).where(tip_notes.c.tip_id == bindparam("tip_id")).order_by(tip_notes.c.id)
+)
 
 
 async def similar_open_tips(
