@@ -6,8 +6,9 @@ import asyncio
 import logging
 import random
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -96,7 +97,9 @@ class OutboxWorker:
         # Rows this process's commits inserted leased to it (hand_over()), oldest first,
         # waiting for room: they need no claim.
         self._handed: deque[repo.OutboxRow] = deque()
-        self._give_back_later: asyncio.Future[None] | None = None
+        # Give-backs started from synchronous code, held until done: the event loop keeps
+        # only weak references to tasks, and one collected midway would give nothing back.
+        self._giving_back: set[asyncio.Task[None]] = set()
 
     def wake(self) -> None:
         """Something was queued (or became deliverable): claim soon."""
@@ -119,13 +122,18 @@ class OutboxWorker:
         if self._running:
             self._wake.set()
         else:  # stopped meanwhile: back to the queue, for whoever delivers next
-            self._give_back_later = asyncio.ensure_future(self._release_handed())
+            self._in_background(self._release_handed())
 
     def give_back(self, rows: list[repo.OutboxRow]) -> None:
         """Rows a transaction inserted leased to this process whose commit may or may not
         have happened (the connection failed during it): if it did, they go back to the
         queue now and are claimed as usual; if not, there is nothing to give back."""
-        self._give_back_later = asyncio.ensure_future(self._release([r.id for r in rows]))
+        self._in_background(self._release([r.id for r in rows]))
+
+    def _in_background(self, giving_back: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(giving_back)
+        self._giving_back.add(task)
+        task.add_done_callback(self._giving_back.discard)
 
     def add_sender(self, sender: Sender) -> None:
         """A platform that connects after the start (Matrix, once its first sync is done)."""

@@ -118,9 +118,12 @@ def _new_row(
     due: datetime,
     now: datetime,
 ) -> dict[str, Any]:
-    handed = hand_over is not None and hand_over.takes(target, due, now)
-    if hand_over is not None and not handed:
-        hand_over.others = True
+    lease_until = None
+    if hand_over is not None:
+        if hand_over.takes(target, due, now):
+            lease_until = now + hand_over.lease
+        else:
+            hand_over.others = True
     return {
         "key": key,
         "op": "post",
@@ -128,10 +131,10 @@ def _new_row(
         "ephemeral_to": ephemeral_to,
         "message_key": message_key,
         "payload": payload,
-        "state": SENDING if handed else PENDING,
+        "state": PENDING if lease_until is None else SENDING,
         "attempts": 0,
         "next_attempt_at": due,
-        "lease_until": now + hand_over.lease if handed and hand_over is not None else None,
+        "lease_until": lease_until,
         "created_at": now,
     }
 
@@ -232,12 +235,9 @@ async def enqueue_posts(
     ]
     if not rows:
         return 0
-    if hand_over is None:
-        await conn.execute(outbox.insert(), rows)
-        return len(rows)
     await conn.execute(outbox.insert(), rows)
     handed = {values["key"]: values for values in rows if values["state"] == SENDING}
-    if handed:
+    if hand_over is not None and handed:
         # Their ids: read back (cheaper than RETURNING from a multi-row INSERT here).
         found = await conn.execute(_IDS_BY_MESSAGE_KEY, {"message_key": message_key})
         by_key = {key: row_id for row_id, key in found}

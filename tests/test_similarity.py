@@ -10,7 +10,7 @@ from alembic import command
 from sqlalchemy import select
 
 from bot.card_render import similar_open_tips
-from bot.similarity import place_term, similar_tips, tip_terms, word_terms
+from bot.similarity import TipText, place_term, similar_tips, tip_terms, word_terms
 from bot.tips import TipDraft, TipState
 from storage import tips_repo
 from storage.db import Database, alembic_config
@@ -62,6 +62,17 @@ async def compared_in_python(conn, tip, window: int) -> list[tuple[str, str]]:
     return [(s.tip.ref, s.why) for s in similar_tips(tip, candidates)]
 
 
+async def candidates_for(conn, tip, **options: int) -> list[TipText]:
+    """What the database ranks as like ``tip``, by its own words and place."""
+    return await tips_repo.similar_open_tips(
+        conn,
+        word_terms(tip.summary, tip.details),
+        place_term(tip.location),
+        exclude=tip.id,
+        **options,
+    )
+
+
 async def test_cards_show_the_same_similar_tips_as_comparing_every_candidate(db) -> None:
     await file_tips(db, 120, seed=3)
     reasons: list[str] = []
@@ -85,13 +96,7 @@ async def test_only_the_most_recent_open_tips_are_compared(db) -> None:
         for tip_id in range(1, 61, 3):
             tip = await tips_repo.get_tip(conn, tip_id)
             assert tip is not None
-            candidates = await tips_repo.similar_open_tips(
-                conn,
-                word_terms(tip.summary, tip.details),
-                place_term(tip.location),
-                exclude=tip.id,
-                window=10,
-            )
+            candidates = await candidates_for(conn, tip, window=10)
             found = [(s.tip.ref, s.why) for s in similar_tips(tip, candidates)]
             assert found == await compared_in_python(conn, tip, window=10)
 
@@ -126,13 +131,7 @@ async def test_the_ranking_weighs_place_and_shared_words_as_the_card_explains(db
     async with db.read() as conn:
         shown = [(s.tip.ref, s.why) for s in await similar_open_tips(conn, tip)]
         assert shown == await compared_in_python(conn, tip, window=500)
-        ranked = await tips_repo.similar_open_tips(
-            conn,
-            word_terms(tip.summary, tip.details),
-            place_term(tip.location),
-            exclude=tip.id,
-            limit=10,
-        )
+        ranked = await candidates_for(conn, tip, limit=10)
         # Best first, the newest first among equals; T-6 shares one word and no place.
         assert [c.ref for c in ranked] == ["T-3", "T-4", "T-2", "T-1", "T-5"]
         # A place alone, or a single word with the place, is enough to be found.
