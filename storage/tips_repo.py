@@ -17,6 +17,7 @@ from sqlalchemy import (
     case,
     delete,
     func,
+    literal_column,
     or_,
     select,
     text,
@@ -284,7 +285,9 @@ def _similar_query(sqlite: bool) -> Select[tuple[int, str, str | None, str | Non
     # matches no term). Half the work of counting the place and the words apart, which
     # carried each term into the grouping and ran three sums per row.
     weight = bindparam("place_weight", type_=Integer)
-    total = func.sum(case((t.c.term == bindparam("place", type_=String), weight), else_=1))
+    total = func.sum(
+        case((t.c.term == bindparam("place", type_=String), weight), else_=literal_column("1"))
+    )
     hits = (
         select(t.c.tip_id, total.label("total"))
         .where(
@@ -293,15 +296,22 @@ def _similar_query(sqlite: bool) -> Select[tuple[int, str, str | None, str | Non
             t.c.tip_id != bindparam("exclude"),
         )
         .group_by(t.c.tip_id)
-        # The same place (total >= weight >= 2), or at least two shared words.
-        .having(total >= 2)
         .subquery()
     )
     same_place = hits.c.total >= weight
     shared = case((same_place, hits.c.total - weight), else_=hits.c.total)
-    score = case((same_place, 3), else_=0) + case((shared >= 2, shared), else_=0)
+    score = (
+        case((same_place, literal_column("3")), else_=literal_column("0"))
+        + case((shared >= literal_column("2"), shared), else_=literal_column("0"))
+    ).label("score")
     ranked = (
-        select(hits.c.tip_id, score.label("score"))
+        select(hits.c.tip_id, score)
+        # The same place (total >= weight >= 2), or at least two shared words. Tested on
+        # the grouped rows rather than in a HAVING: a HAVING repeats the sum, and SQLite
+        # (its parameters numbered apart) then computed it twice for every matching term
+        # row (the query's CPU with 100,000 tips: 0.22 -> 0.18 ms). The score is ordered
+        # by its label for the same reason, and its constants are literals.
+        .where(hits.c.total >= literal_column("2"))
         .order_by(score.desc(), hits.c.tip_id.desc())
         .limit(bindparam("limit"))
         .subquery()
