@@ -39,6 +39,13 @@ _MOVE_HEAD = (
     .where(audit_head.c.id == _HEAD_ID)
     .values(last_id=bindparam("new_last_id"), last_hash=bindparam("new_last_hash"))
 )
+# PostgreSQL: the row and the head's move in one statement (one round trip instead of
+# two), the INSERT as a data-modifying WITH; the head's row lock is already held.
+_APPEND_AND_MOVE_HEAD = _MOVE_HEAD.add_cte(
+    audit_log.insert()
+    .values({c.name: bindparam(f"entry_{c.name}", type_=c.type) for c in audit_log.c})
+    .cte("entry")
+)
 
 
 class AuditHeadMissing(RuntimeError):
@@ -111,6 +118,11 @@ async def append_audit(
         "prev_hash": entry.prev_hash,
         "hash": entry.hash,
     }
+    if head is not None and conn.dialect.name == "postgresql":
+        params = {f"entry_{name}": value for name, value in row.items()}
+        params["new_last_id"], params["new_last_hash"] = entry.id, entry.hash
+        await conn.execute(_APPEND_AND_MOVE_HEAD, params)
+        return entry
     await conn.execute(_INSERT_ENTRY, row)
     if head is None:
         await conn.execute(
