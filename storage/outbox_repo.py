@@ -440,17 +440,22 @@ async def mark_sent_many(
     """Record deliveries, (row id, platform ref, sent at) each, in one statement."""
     if sent:
         await conn.execute(
-            update(outbox)
-            .where(outbox.c.id == bindparam("row_id"))
-            .values(
-                state=SENT,
-                platform_ref=bindparam("ref"),
-                sent_at=bindparam("at"),
-                lease_until=None,
-                last_error=None,
-            ),
-            [{"row_id": row_id, "ref": ref, "at": at} for row_id, ref, at in sent],
+            _MARK_SENT, [{"row_id": row_id, "ref": ref, "at": at} for row_id, ref, at in sent]
         )
+
+
+# Built once: every delivery is recorded with it.
+_MARK_SENT = (
+    update(outbox)
+    .where(outbox.c.id == bindparam("row_id"))
+    .values(
+        state=SENT,
+        platform_ref=bindparam("ref"),
+        sent_at=bindparam("at"),
+        lease_until=None,
+        last_error=None,
+    )
+)
 
 
 async def reschedule(
