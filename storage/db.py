@@ -69,6 +69,21 @@ class Database:
             yield conn
 
     @asynccontextmanager
+    async def one_statement(self) -> AsyncIterator[AsyncConnection]:
+        """For a write that is one statement: on PostgreSQL run in autocommit, where the
+        statement is its own transaction (atomic, and committed when it returns) without
+        a BEGIN and a COMMIT round trip; asyncpg's executemany is one such statement. A
+        failure leaves its outcome unknown, as a failed commit would. On SQLite: a write
+        transaction, as :meth:`transaction`."""
+        if self._write_lock is not None:
+            async with self.transaction() as conn:
+                yield conn
+            return
+        async with self.engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            yield conn
+
+    @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         async with self.engine.connect() as conn:
             yield conn
