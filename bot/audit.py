@@ -96,6 +96,24 @@ def entry_hash(
     return hashlib.sha256(_json(document, canonical=True).encode("utf-8")).hexdigest()
 
 
+def document_around_chain(
+    at: datetime, actor: str, action: str, subject: str, details: Mapping[str, Any]
+) -> tuple[str, str]:
+    """The canonical form :func:`entry_hash` hashes, but for the two fields the chain
+    supplies: it is ``start + str(id) + ',"prev_hash":' + <prev_hash as JSON> + end``
+    (keys sorted: action, actor, at, details, id, prev_hash, subject). Lets the database
+    hash a row whose id and predecessor only it knows when it appends it."""
+    known = {
+        "action": action,
+        "actor": actor,
+        "at": canonical_time(at),
+        "details": details,
+    }
+    start = _json(known, canonical=True)[:-1] + ',"id":'
+    end = ',"subject":' + _json(subject, canonical=True) + "}"
+    return start, end
+
+
 def _rows(first: int, last: int) -> str:
     return f"row {first}" if first == last else f"rows {first} to {last}"
 

@@ -11,7 +11,7 @@ from bot.cards import card_key
 from bot.categories import CATEGORIES
 from bot.core import Core
 from bot.errors import NOTHING_CHANGED, UserError
-from bot.replies import ReplyTo, reply
+from bot.replies import ReplyTo, reply_post
 from bot.tips import Tip, TipDraft
 from storage import outbox_repo, tips_repo
 from storage.audit_repo import append_audit
@@ -56,16 +56,6 @@ async def _file_tip(core: Core, to: ReplyTo, draft: TipDraft, source_key: str | 
             return tip  # a platform's redelivery of a tip we already have
         review = policy.review_for(tip.category, tip.urgency)
         card = await render_card(core, conn, tip, notes=[])  # a new tip has no notes yet
-        for channel in dict.fromkeys(review.channels):  # each once: the keys are new
-            await outbox_repo.enqueue_post(
-                conn,
-                target=channel,
-                message=card,
-                now=now,
-                message_key=card_key(tip.id),
-                key=f"{card_key(tip.id)}@{channel}",
-                key_is_new=True,  # the tip was created just now, in this transaction
-            )
         category = CATEGORIES[tip.category]
         receipt = (
             f"Received {tip.ref} ({category.code} — {category.label}, {tip.urgency.value}). "
@@ -75,7 +65,17 @@ async def _file_tip(core: Core, to: ReplyTo, draft: TipDraft, source_key: str | 
             receipt += (
                 " No category was given, so it is filed as OTHER; add | category: … next time."
             )
-        await reply(conn, to, receipt, now=now)
+        # The card (once per review channel; its keys name the tip created just now, in
+        # this transaction, so none exists yet) and the receipt: one statement.
+        key = card_key(tip.id)
+        posts = [
+            outbox_repo.NewPost(
+                target=channel, message=card, message_key=key, key=f"{key}@{channel}"
+            )
+            for channel in dict.fromkeys(review.channels)
+        ]
+        posts.append(reply_post(to, receipt))
+        await outbox_repo.enqueue_new_posts(conn, posts, now=now)
         # Last, just before the commit: on PostgreSQL the audit head's row lock serialises
         # every writer from here to the commit, so concurrent tips do the rest side by side.
         await append_audit(

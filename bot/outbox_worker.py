@@ -492,7 +492,7 @@ class OutboxWorker:
                 return  # the task that held the lock recorded ours too
             batch, self._unrecorded = self._unrecorded, []
             try:
-                async with self.db.transaction() as conn:
+                async with self.db.one_statement() as conn:  # no BEGIN/COMMIT trips
                     await repo.mark_sent_many(conn, batch)
             except BaseException:
                 # The others' deliveries wait for the next task to record them; this row

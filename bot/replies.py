@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.messages import Message
-from storage.outbox_repo import enqueue_post
+from storage.outbox_repo import NewPost, enqueue_post
 
 
 @dataclass(frozen=True)
@@ -25,14 +25,21 @@ class ReplyTo:
 async def reply(
     conn: AsyncConnection, to: ReplyTo, message: Message | str, *, now: datetime
 ) -> None:
+    post = reply_post(to, message)
+    await enqueue_post(
+        conn, target=post.target, ephemeral_to=post.ephemeral_to, message=post.message, now=now
+    )
+
+
+def reply_post(to: ReplyTo, message: Message | str) -> NewPost:
+    """The post :func:`reply` queues, for a caller queueing it with others."""
     if isinstance(message, str):
         message = Message(text=message)
     if to.source_ref is not None and message.reply_to is None:
         message = message.model_copy(update={"reply_to": to.source_ref})
     if to.is_dm:
-        await enqueue_post(conn, target=to.actor, message=message, now=now)
-    else:
-        await enqueue_post(conn, target=to.channel, ephemeral_to=to.actor, message=message, now=now)
+        return NewPost(target=to.actor, message=message)
+    return NewPost(target=to.channel, ephemeral_to=to.actor, message=message)
 
 
 async def direct_message(

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Text, bindparam, cast, func, literal, select, true
+from sqlalchemy import Text, bindparam, cast, func, literal, select, text, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.audit import (
@@ -16,6 +16,7 @@ from bot.audit import (
     ChainChecker,
     VerifyReport,
     canonical_time,
+    document_around_chain,
     entry_hash,
     normalize_details,
 )
@@ -38,6 +39,43 @@ _MOVE_HEAD = (
     audit_head.update()
     .where(audit_head.c.id == _HEAD_ID)
     .values(last_id=bindparam("new_last_id"), last_hash=bindparam("new_last_hash"))
+)
+# PostgreSQL: the whole append in one statement, so that the head's row lock, which
+# serialises every audited action, is held for this statement and the commit only (it
+# was four round trips: lock and read the head, insert, move the head, commit). The
+# database numbers and hashes the row from the head it locked: the canonical form
+# entry_hash() hashes, with the id and the previous hash filled in (to_json quotes the
+# hash as Python's json does), SHA-256 in hex. append_audit checks the hash against
+# entry_hash() before the commit, so a row whose hash the verifier would reject is never
+# committed. No row comes back when there is no head yet: the caller starts the log.
+_APPEND_PG = text(
+    """
+    WITH head AS (
+        SELECT last_id + 1 AS id, last_hash AS prev_hash
+        FROM audit_head WHERE id = :head_id FOR UPDATE
+    ), entry AS (
+        SELECT id, prev_hash, encode(sha256(convert_to(
+            :document_start || id::text || ',"prev_hash":' || to_json(prev_hash)::text
+            || :document_end, 'UTF8')), 'hex') AS hash
+        FROM head
+    ), appended AS (
+        INSERT INTO audit_log (id, at, actor, action, subject, details, prev_hash, hash)
+        SELECT id, :at, :actor, :action, :subject, :details, prev_hash, hash FROM entry
+        RETURNING id, prev_hash, hash
+    )
+    UPDATE audit_head SET last_id = appended.id, last_hash = appended.hash
+    FROM appended WHERE audit_head.id = :head_id
+    RETURNING appended.id, appended.prev_hash, appended.hash
+    """
+).bindparams(
+    bindparam("head_id", type_=audit_head.c.id.type),
+    bindparam("document_start", type_=Text()),
+    bindparam("document_end", type_=Text()),
+    bindparam("at", type_=audit_log.c.at.type),
+    bindparam("actor", type_=audit_log.c.actor.type),
+    bindparam("action", type_=audit_log.c.action.type),
+    bindparam("subject", type_=audit_log.c.subject.type),
+    bindparam("details", type_=audit_log.c.details.type),
 )
 
 
@@ -73,6 +111,10 @@ async def append_audit(
     # Stored and reloaded as UTC; return the same, so the entry equals its reloaded self.
     at = at.astimezone(UTC)
     normal = normalize_details(details)
+    if conn.dialect.name == "postgresql":
+        appended = await _append_pg(conn, at, actor, action, subject, normal)
+        if appended is not None:
+            return appended
     head = await _read_head(conn)
     if head is None and conn.dialect.name == "postgresql":
         # No head row to lock yet (a new log, or a deleted head): the advisory lock
@@ -119,6 +161,48 @@ async def append_audit(
     else:
         await conn.execute(_MOVE_HEAD, {"new_last_id": entry.id, "new_last_hash": entry.hash})
     return entry
+
+
+async def _append_pg(
+    conn: AsyncConnection,
+    at: datetime,
+    actor: str,
+    action: str,
+    subject: str,
+    details: dict[str, Any],
+) -> AuditEntry | None:
+    """The append as one statement (see _APPEND_PG); None when there is no head yet."""
+    start, end = document_around_chain(at, actor, action, subject, details)
+    row = (
+        await conn.execute(
+            _APPEND_PG,
+            {
+                "head_id": _HEAD_ID,
+                "document_start": start,
+                "document_end": end,
+                "at": at,
+                "actor": actor,
+                "action": action,
+                "subject": subject,
+                "details": details,
+            },
+        )
+    ).first()
+    if row is None:
+        return None
+    expected = entry_hash(row.id, at, actor, action, subject, details, row.prev_hash)
+    if row.hash != expected:  # rolls the action back: nothing unverifiable is committed
+        raise RuntimeError(f"audit row {row.id}: the database hashed it differently")
+    return AuditEntry(
+        id=row.id,
+        at=at,
+        actor=actor,
+        action=action,
+        subject=subject,
+        details=details,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
 
 
 async def _read_head(conn: AsyncConnection) -> Any:

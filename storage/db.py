@@ -10,7 +10,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, exc
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -34,6 +34,8 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, echo=echo, **_engine_options(url))
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        elif url.startswith("postgresql+asyncpg"):
+            event.listen(self.engine.sync_engine, "checkout", _refuse_closed)
         # SQLite has one writer: serialise our own writers instead of meeting "database is
         # locked" errors. PostgreSQL uses row locks instead.
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
@@ -64,6 +66,21 @@ class Database:
                     raise CommitOutcomeUnknown(str(exc)) from exc
             return
         async with self._write_lock, self.engine.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def one_statement(self) -> AsyncIterator[AsyncConnection]:
+        """For a write that is one statement: on PostgreSQL run in autocommit, where the
+        statement is its own transaction (atomic, and committed when it returns) without
+        a BEGIN and a COMMIT round trip; asyncpg's executemany is one such statement. A
+        failure leaves its outcome unknown, as a failed commit would. On SQLite: a write
+        transaction, as :meth:`transaction`."""
+        if self._write_lock is not None:
+            async with self.transaction() as conn:
+                yield conn
+            return
+        async with self.engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
             yield conn
 
     @asynccontextmanager
@@ -101,7 +118,23 @@ def _engine_options(url: str) -> dict[str, Any]:
         return {"async_creator": sqlite_driver.async_creator(parsed, parsed.get_dialect()())}
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": 30}}
+    if url.startswith("postgresql+asyncpg"):
+        # No pre-ping: it cost three round trips per checkout (BEGIN, ";", ROLLBACK), more
+        # than a filed tip's own statements. A connection the server ended while it sat
+        # in the pool (a restart, a failover, pg_terminate_backend) is already known
+        # closed to asyncpg, which reads the server's goodbye as it arrives: checked at
+        # checkout by _refuse_closed, at no round trip. One ended under a statement is
+        # still found by SQLAlchemy's disconnect handling, as before.
+        return {"pool_size": 10, "max_overflow": 10}
     return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10}
+
+
+def _refuse_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """A pooled asyncpg connection the server has closed is replaced on checkout, with
+    every connection pooled before it (as a failed pre-ping would): when the server ended
+    one, it most likely ended them all."""
+    if dbapi_connection.driver_connection.is_closed():
+        raise exc.InvalidatePoolError("the server closed this pooled connection")
 
 
 def _ensure_sqlite_dir(url: str) -> None:

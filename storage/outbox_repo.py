@@ -101,6 +101,9 @@ def hand_over_of(conn: AsyncConnection) -> HandOver | None:
 # Built once: building an INSERT cost about as much CPU as executing it, and filing a tip
 # queues two posts.
 _INSERT = outbox.insert().returning(outbox.c.id)
+# Several new posts in one statement on PostgreSQL (a filed tip's card and receipt): one
+# round trip; the ids come back in the order of the rows.
+_INSERT_SEVERAL = outbox.insert().returning(outbox.c.id, sort_by_parameter_order=True)
 _IDS_BY_MESSAGE_KEY = select(outbox.c.id, outbox.c.key).where(
     outbox.c.message_key == bindparam("message_key")
 )
@@ -168,18 +171,15 @@ async def enqueue_post(
     ephemeral_to: str | None = None,
     key: str | None = None,
     not_before: datetime | None = None,
-    key_is_new: bool = False,
 ) -> int:
     """Queue a new message. ``key`` makes enqueueing idempotent (a second call is a no-op).
-    ``key_is_new``: the caller knows no row has that key (it names something created in
-    this very transaction), so the look-up is skipped; the key stays unique regardless.
     In a transaction with a :class:`HandOver` a post due now goes to this process's worker
     after the commit."""
-    if key is not None and not key_is_new:
+    if key is not None:
         existing = await conn.scalar(_ID_BY_KEY, {"key": key})
         if existing is not None:
             return int(existing)
-    elif key is None:
+    else:
         key = f"post:{uuid.uuid4().hex}"  # fresh: no need to look for it first
     hand_over = hand_over_of(conn)
     values = _new_row(
@@ -196,6 +196,52 @@ async def enqueue_post(
     if hand_over is not None and values["state"] == SENDING:
         hand_over.rows.append(_handed_row(row_id, values, message))
     return row_id
+
+
+@dataclass(frozen=True)
+class NewPost:
+    """A post for :func:`enqueue_new_posts`. ``key`` None: a fresh one."""
+
+    target: str
+    message: Message
+    message_key: str | None = None
+    ephemeral_to: str | None = None
+    key: str | None = None
+
+
+async def enqueue_new_posts(
+    conn: AsyncConnection, posts: Sequence[NewPost], *, now: datetime
+) -> list[int]:
+    """Queue posts due now, in one statement, whose keys no row has: fresh ones, or keys
+    naming something created in this very transaction, so no look-up (the keys stay
+    unique regardless). Their ids, in order. Handed over like :func:`enqueue_post`'s."""
+    hand_over = hand_over_of(conn)
+    rows = [
+        _new_row(
+            hand_over,
+            key=post.key or f"post:{uuid.uuid4().hex}",
+            target=post.target,
+            ephemeral_to=post.ephemeral_to,
+            message_key=post.message_key,
+            payload=post.message.model_dump(mode="json"),
+            due=now,
+            now=now,
+        )
+        for post in posts
+    ]
+    if len(rows) > 1 and conn.dialect.name == "postgresql":
+        ids = [int(row_id) for row_id in (await conn.execute(_INSERT_SEVERAL, rows)).scalars()]
+    else:
+        # SQLite: no round trips to save, and SQLAlchemy would insert the rows one by one
+        # anyway to return their ids in order, at more CPU than these cached INSERTs.
+        ids = [int((await conn.execute(_INSERT, values)).scalar_one()) for values in rows]
+    if hand_over is not None:
+        hand_over.rows.extend(
+            _handed_row(row_id, values, post.message)
+            for row_id, values, post in zip(ids, rows, posts, strict=True)
+            if values["state"] == SENDING
+        )
+    return ids
 
 
 async def enqueue_posts(
@@ -396,17 +442,22 @@ async def mark_sent_many(
     """Record deliveries, (row id, platform ref, sent at) each, in one statement."""
     if sent:
         await conn.execute(
-            update(outbox)
-            .where(outbox.c.id == bindparam("row_id"))
-            .values(
-                state=SENT,
-                platform_ref=bindparam("ref"),
-                sent_at=bindparam("at"),
-                lease_until=None,
-                last_error=None,
-            ),
-            [{"row_id": row_id, "ref": ref, "at": at} for row_id, ref, at in sent],
+            _MARK_SENT, [{"row_id": row_id, "ref": ref, "at": at} for row_id, ref, at in sent]
         )
+
+
+# Built once: every delivery is recorded with it.
+_MARK_SENT = (
+    update(outbox)
+    .where(outbox.c.id == bindparam("row_id"))
+    .values(
+        state=SENT,
+        platform_ref=bindparam("ref"),
+        sent_at=bindparam("at"),
+        lease_until=None,
+        last_error=None,
+    )
+)
 
 
 async def reschedule(

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import text
 
-from bot.audit import GENESIS, AuditEntry, entry_hash, verify_chain
+from bot.audit import GENESIS, AuditEntry, document_around_chain, entry_hash, verify_chain
 from storage import audit_repo
 from storage.audit_repo import AuditHeadMissing, append_audit, load_audit, verify_audit
 from storage.db import Database
@@ -247,6 +247,37 @@ async def test_concurrent_appenders_get_one_unbroken_chain(db: Database, existin
     assert await verify(db) == (True, existing + 12, [])
 
 
+AWKWARD = [
+    ('slack:U"quoted"', "edited", "tip:1", {"text": 'a "b" \\ c\nd\te \u2028 \u00e9 \U0001f600'}),
+    (
+        "matrix:@ana:example.org",
+        "asked",
+        "T-\u00e9\u00e8",
+        {"nested": {"z": [1, 2.5, None], "a": True}},
+    ),
+    ("console:olly", "filed", "x\\y", {"\u0001control": "\u007f", "empty": {}}),
+]
+
+
+async def test_awkward_texts_append_and_verify_after_a_head_exists(db: Database) -> None:
+    # On PostgreSQL an append after the first is numbered and hashed by the database from
+    # the head it locks: quotes, backslashes, control characters and non-ASCII text in
+    # any field must hash exactly as the verifier hashes them.
+    await append_rows(db, 1)
+    appended = []
+    for actor, action, subject, details in AWKWARD:
+        async with db.transaction() as conn:
+            appended.append(
+                await append_audit(
+                    conn, at=T0, actor=actor, action=action, subject=subject, details=details
+                )
+            )
+    assert await verify(db) == (True, 1 + len(AWKWARD), [])
+    async with db.read() as conn:
+        assert (await load_audit(conn))[1:] == appended
+    assert [e.id for e in appended] == [2, 3, 4]
+
+
 async def test_load_filters_by_subject_and_keeps_the_newest(db: Database) -> None:
     async with db.transaction() as conn:
         for i, subject in enumerate(["tip:1", "tip:2", "tip:1", "tip:1", "tip:2"]):
@@ -335,6 +366,20 @@ def test_the_hash_covers_every_field_and_not_the_zone_object() -> None:
         )
         == 8
     )
+
+
+@pytest.mark.parametrize(("actor", "action", "subject", "details"), AWKWARD)
+def test_the_form_around_the_chain_fields_is_the_hashed_form(
+    actor: str, action: str, subject: str, details: dict[str, object]
+) -> None:
+    import hashlib
+    import json
+
+    start, end = document_around_chain(T0, actor, action, subject, details)
+    prev = "ab" * 32
+    document = start + "17" + ',"prev_hash":' + json.dumps(prev) + end
+    digest = hashlib.sha256(document.encode("utf-8")).hexdigest()
+    assert digest == entry_hash(17, T0, actor, action, subject, details, prev)
 
 
 def test_a_chain_verifies_against_its_head() -> None:

@@ -30,12 +30,15 @@ OFFICER, ANALYST = "console:officer", "console:ana"
 class CommitCutter:
     """Relays 127.0.0.1:<port> to the PostgreSQL server; ``arm`` makes it cut the next
     connection that runs a given statement, when it commits: after or before passing the
-    COMMIT on. (The outbox worker commits on other connections meanwhile: untouched.)"""
+    COMMIT on. (The outbox worker commits on other connections meanwhile: untouched.)
+    A statement run in autocommit (``autocommit=True``) commits as it executes: the cut
+    comes with its execution (the message after the one that prepared it)."""
 
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
         self.armed: str | None = None  # "after" or "before"
         self.statement = b""
+        self.autocommit = False
         self.cuts = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -50,8 +53,8 @@ class CommitCutter:
         for writer in list(self._writers):
             writer.transport.abort()
 
-    def arm(self, when: str, statement: bytes) -> None:
-        self.armed, self.statement = when, statement
+    def arm(self, when: str, statement: bytes, *, autocommit: bool = False) -> None:
+        self.armed, self.statement, self.autocommit = when, statement, autocommit
 
     async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         server_r, server_w = await asyncio.open_connection(self.host, self.port)
@@ -69,9 +72,11 @@ class CommitCutter:
             nonlocal deaf
             targeted = False
             while data := await client_r.read(65536):
+                prepared_here = False
                 if self.armed and self.statement in data:
-                    targeted = True
-                if targeted and self.armed and b"COMMIT" in data.upper():
+                    targeted = prepared_here = True
+                commits = b"COMMIT" in data.upper() or (self.autocommit and not prepared_here)
+                if targeted and self.armed and commits:
                     if self.armed == "before":
                         cut()
                         return

@@ -381,7 +381,8 @@ async def test_a_delivery_recorded_by_a_cut_commit_is_not_sent_again(
     # ephemeral Slack answer, can't be asked whether a message arrived).
     bot, cutter, printed = cut_relay
     await started(bot)
-    cutter.arm("after", b"UPDATE outbox SET state")
+    # Recorded in autocommit (Database.one_statement): the UPDATE is its own commit.
+    cutter.arm("after", b"platform_ref=$4::VARCHAR, sent_at=", autocommit=True)
     await bot.handle(
         Command("console:officer", "console:#tips", "!tip Drone over the stadium | category: photo")
     )
