@@ -192,10 +192,7 @@ async def enqueue_post(
         due=not_before or now,
         now=now,
     )
-    row_id = int((await conn.execute(_INSERT, values)).scalar_one())
-    if hand_over is not None and values["state"] == SENDING:
-        hand_over.rows.append(_handed_row(row_id, values, message))
-    return row_id
+    return (await _insert_new_rows(conn, hand_over, [values], [message]))[0]
 
 
 @dataclass(frozen=True)
@@ -229,6 +226,17 @@ async def enqueue_new_posts(
         )
         for post in posts
     ]
+    return await _insert_new_rows(conn, hand_over, rows, [post.message for post in posts])
+
+
+async def _insert_new_rows(
+    conn: AsyncConnection,
+    hand_over: HandOver | None,
+    rows: list[dict[str, Any]],
+    messages: list[Message],
+) -> list[int]:
+    """Insert rows made by :func:`_new_row` (each with its message); their ids, in order.
+    Those leased to this process are listed in the hand-over."""
     if len(rows) > 1 and conn.dialect.name == "postgresql":
         ids = [int(row_id) for row_id in (await conn.execute(_INSERT_SEVERAL, rows)).scalars()]
     else:
@@ -237,8 +245,8 @@ async def enqueue_new_posts(
         ids = [int((await conn.execute(_INSERT, values)).scalar_one()) for values in rows]
     if hand_over is not None:
         hand_over.rows.extend(
-            _handed_row(row_id, values, post.message)
-            for row_id, values, post in zip(ids, rows, posts, strict=True)
+            _handed_row(row_id, values, message)
+            for row_id, values, message in zip(ids, rows, messages, strict=True)
             if values["state"] == SENDING
         )
     return ids
