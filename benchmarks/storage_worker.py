@@ -133,6 +133,7 @@ def seed(url: str, count: int) -> dict[str, Any]:
     engine = create_engine(sync_url(url))
     last_hash = GENESIS
     note_id = 0
+    opened = 0
     chunk = 5000
     with engine.begin() as conn:
         for first in range(1, count + 1, chunk):
@@ -177,6 +178,7 @@ def seed(url: str, count: int) -> dict[str, Any]:
                     }
                 )
                 if not closed:
+                    opened += 1
                     # The index of open tips' terms, as the bot writes it when filing one.
                     location = tip_rows[-1]["location"]
                     term_rows += [
@@ -276,6 +278,7 @@ def seed(url: str, count: int) -> dict[str, Any]:
         "seconds": round(time.perf_counter() - started, 2),
         "migrate_s": round(migrated - started, 2),
         "tips": count,
+        "open": opened,
     }
 
 
@@ -371,7 +374,11 @@ async def measure(url: str, count: int) -> dict[str, Any]:
         memory = rss_mib(os.getpid())
     finally:
         await bot.stop()
-    return {"ops": {op: summary_ms(values) for op, values in timings.items()}, **memory}
+    return {
+        "ops": {op: summary_ms(values) for op, values in timings.items()},
+        "seconds": timings,
+        **memory,
+    }
 
 
 def main(argv: list[str]) -> int:
