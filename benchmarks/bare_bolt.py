@@ -9,11 +9,13 @@ The message goes to the channel named by ``category: X`` in the text (``--review
 + X), else to ``--review``: the same review channel the bot's policy in the benchmark
 routes that tip to.
 
-With ``--database-url`` it is the *durable* bare app: before acking it commits the
-request's text as one row, through the bot's own database layer (``storage.db.Database``:
-the same engine options, SQLite pragmas and one-writer-at-a-time rule), and only then acks
-and posts. It measures what "committed before the officer is told" costs by itself, with
-none of the bot's other work (audit chain, routing, card, outbox hop)."""
+With ``--database-url`` it is the *durable* bare app, doing the least the design asks of
+a bot: before acking it commits the request's text as one row, through the bot's own
+database layer (``storage.db.Database``: the same engine options, SQLite pragmas and
+one-writer-at-a-time rule), and only then acks, and it posts the card and the officer's
+receipt (``chat.postEphemeral``, as the bot's receipts go) together. It measures what
+"committed before the officer is told" and the receipt cost by themselves, with none of
+the bot's other work (audit chain, routing, similar tips, outbox)."""
 
 from __future__ import annotations
 
@@ -56,9 +58,16 @@ def create_app(args: argparse.Namespace, database: Database | None = None) -> As
         count += 1
         found = _CATEGORY.search(command.get("text", ""))
         channel = args.review_prefix + found.group(1).upper() if found else args.review
-        await client.chat_postMessage(
+        card = client.chat_postMessage(
             channel=channel, text=f"T-{count} · NEW · {command.get('text', '')[:200]}"
         )
+        if database is None:
+            await card
+            return
+        receipt = client.chat_postEphemeral(
+            channel=command["channel_id"], user=command["user_id"], text=f"Received T-{count}."
+        )
+        await asyncio.gather(card, receipt)
 
     return app
 
