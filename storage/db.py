@@ -83,6 +83,26 @@ class Database:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
             yield conn
 
+    def mid_write(self) -> bool:
+        """Whether one of this process's write transactions is under way (SQLite; on
+        PostgreSQL writers lock rows, not the database, so never)."""
+        return self._write_lock is not None and self._write_lock.locked()
+
+    @asynccontextmanager
+    async def between_writes(self) -> AsyncIterator[None]:
+        """Held while none of this process's write transactions is under way, and none
+        starts. For a synchronous writer to the same SQLite file on the event loop's
+        thread (APScheduler 3's job store): met with a transaction that is waiting for
+        its next turn of the loop, such a writer would wait on the loop's own thread for
+        a lock that can't be released meanwhile — the whole bot frozen for SQLite's
+        busy timeout (5 s), then "database is locked". Nothing to wait for on
+        PostgreSQL."""
+        if self._write_lock is None:
+            yield
+            return
+        async with self._write_lock:
+            yield
+
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         async with self.engine.connect() as conn:
