@@ -50,6 +50,13 @@ class Sender(Protocol):
         """Seconds to leave between two sends to one target (the platform's pace)."""
         ...
 
+    def rate_scope(self, target: str, op: str, *, ephemeral: bool) -> str:
+        """What shares a "rate limited" answer with this send (``op``: post, edit or
+        delete): the target alone, or everything the platform counts against the same
+        limit (a Slack workspace's calls to one method; a Matrix account's messages). A
+        429 holds back every send with the same scope until its Retry-After."""
+        ...
+
     async def post(self, out: Outgoing) -> str:
         """Send a new message; return the platform's reference for later edits."""
         ...

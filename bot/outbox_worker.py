@@ -84,7 +84,8 @@ class OutboxWorker:
         self._slots = asyncio.Semaphore(concurrency)
         # When each target may next be sent to, by the platform's pace (loop time).
         self._gate: dict[str, float] = defaultdict(float)
-        # Targets that answered "rate limited": nothing goes there before this time.
+        # Rate-limit scopes (a target, or all a platform counts against one limit:
+        # Sender.rate_scope) that answered "rate limited": nothing in them goes before this.
         self._retry_at: dict[str, datetime] = {}
         self._stopping = False
         self._running = False
@@ -368,7 +369,8 @@ class OutboxWorker:
         loop = asyncio.get_running_loop()
         while queue:
             row = queue[0]
-            retry_at = self._retry_at.get(target)
+            scope = sender.rate_scope(target, row.op, ephemeral=row.ephemeral_to is not None)
+            retry_at = self._retry_at.get(scope)
             if retry_at is not None:
                 if retry_at > self.clock.now():
                     # The platform asked for a pause: rows claimed meanwhile wait with the
@@ -378,7 +380,7 @@ class OutboxWorker:
                     queue.clear()
                     await self._give_back(rows, retry_at, "waiting for Retry-After")
                     continue
-                del self._retry_at[target]
+                del self._retry_at[scope]
             # A channel's posting pace (Slack: about one message a second) is for messages
             # everyone sees. Answers only their asker sees (chat.postEphemeral; Matrix
             # replies) don't wait for it, nor hold it up: during a burst of tips an
@@ -399,7 +401,9 @@ class OutboxWorker:
                 # rows' next attempt time keeps every process from trying before then.
                 metrics.DELIVERIES.labels(sender.platform, "rate_limited").inc()
                 at = self.clock.now() + timedelta(seconds=exc.retry_after)
-                self._retry_at[target] = at
+                # Sends in flight in the same scope may answer 429 too: the later time holds.
+                at = max(at, self._retry_at.get(scope, at))
+                self._retry_at[scope] = at
                 rows = list(queue)
                 queue.clear()
                 await self._give_back(rows, at, str(exc))

@@ -28,9 +28,14 @@ class PlatformDouble:
     received: list[Received] = field(default_factory=list)
     failures: deque[DeliveryError] = field(default_factory=deque)
     find_sent_calls: int = 0
+    # Rate limits shared by every target (as a Matrix account's are), or per target.
+    shared_limit: bool = False
 
     def min_interval(self, target: str) -> float:
         return self.interval
+
+    def rate_scope(self, target: str, op: str, *, ephemeral: bool) -> str:
+        return self.platform if self.shared_limit else target
 
     def fail_next(self, *errors: DeliveryError) -> None:
         self.failures.extend(errors)

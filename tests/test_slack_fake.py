@@ -150,6 +150,31 @@ async def test_posting_over_the_channel_pace_gets_429_with_retry_after(
         assert [p["text"] for p in slack.posts(REVIEW)] == ["one", "two"]
 
 
+async def test_the_workspace_wide_limit_holds_every_channel_and_not_other_workspaces(
+    clock: FakeMonotonic,
+) -> None:
+    async with FakeSlackWebAPI(
+        clock=clock, burst=3, workspace_per_minute=60, workspace_burst=2
+    ) as slack:
+        slack.add_workspace("T0PARTNER", bot_token="xoxb-partner")
+        client = AsyncWebClient(token=DEFAULT_BOT_TOKEN, base_url=slack.url)
+        await client.chat_postMessage(channel="C0ONE", text="one")
+        await client.chat_postMessage(channel="C0TWO", text="two")
+        # Each channel has room left, the workspace has none.
+        with pytest.raises(SlackApiError) as limited:
+            await client.chat_postMessage(channel="C0THREE", text="three")
+        assert limited.value.response.status_code == 429
+        assert limited.value.response.headers["Retry-After"] == "1"
+        assert slack.posts("C0THREE") == []
+        # Another workspace has a limit of its own.
+        partner = AsyncWebClient(token="xoxb-partner", base_url=slack.url)
+        await partner.chat_postMessage(channel="C0THEIRS", text="theirs")
+
+        clock.advance(1.0)
+        await client.chat_postMessage(channel="C0THREE", text="three")
+        assert [p["text"] for p in slack.posts("C0THREE")] == ["three"]
+
+
 async def test_slack_sdk_rate_limit_retry_handler_waits_then_succeeds() -> None:
     # The real clock: slack_sdk's handler really sleeps Retry-After (plus jitter) seconds.
     async with FakeSlackWebAPI(per_channel_per_second=1.0, burst=1) as slack:

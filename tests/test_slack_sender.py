@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiohttp import web
@@ -21,6 +22,7 @@ from adapters.slack.blocks import (
 )
 from adapters.slack.sender import METADATA_EVENT_TYPE, SlackSender
 from bot.app import build
+from bot.clock import ManualClock
 from bot.delivery import (
     HoldDelivery,
     Outgoing,
@@ -422,3 +424,63 @@ async def test_outbox_worker_delivers_a_burst_once_each_in_order(db: Database) -
         async with db.read() as conn:
             states = await outbox_repo.count_by_state(conn)
         assert states == {outbox_repo.SENT: 5}
+
+
+async def test_after_a_workspace_wide_429_nothing_more_is_posted_there_until_retry_after(
+    db: Database,
+) -> None:
+    clock = FakeMonotonic()
+    bot_clock = ManualClock(datetime(2026, 3, 2, 15, 0, tzinfo=UTC))
+    async with FakeSlackWebAPI(
+        clock=clock, burst=3, workspace_per_minute=60, workspace_burst=2
+    ) as slack:
+        bot = build(
+            Settings.from_environ({}),
+            policy=parse_policy(SLACK_POLICY, "slack-policy.toml"),
+            clock=bot_clock,
+            senders={"slack": _sender(slack)},
+            database=db,
+        )
+
+        async def queue(channel: str, *, receipt_for: str | None = None) -> None:
+            async with db.transaction() as conn:
+                await outbox_repo.enqueue_post(
+                    conn,
+                    target=f"slack:{channel}",
+                    message=Message(text=f"to {channel}"),
+                    now=bot.core.clock.now(),
+                    ephemeral_to=f"slack:{receipt_for}" if receipt_for else None,
+                )
+
+        # The workspace takes two posts at once; the third, to a channel of its own with
+        # room to spare, is refused for the workspace.
+        for channel in ("C0ONE", "C0TWO", "C0THREE"):
+            await queue(channel)
+            await bot.drain()
+        posts = len(slack.calls_to("chat.postMessage"))
+        assert posts == 3 and slack.posts("C0THREE") == []
+        # During Retry-After, posts to other channels of the workspace are not tried (each
+        # would be refused), while an officer's receipt (another method) still goes.
+        await queue("C0FOUR")
+        await queue("C0FIVE")
+        await queue("C0TIPS", receipt_for="U0OFFICER")
+        await bot.drain()
+        assert len(slack.calls_to("chat.postMessage")) == posts
+        assert len(slack.ephemerals("C0TIPS")) == 1
+        # Once it has passed, each goes, once, at the pace the workspace allows.
+        for _ in range(5):
+            clock.advance(1.0)
+            bot_clock.advance(timedelta(seconds=1))
+            await bot.drain()
+        await bot.stop()
+        for channel in ("C0ONE", "C0TWO", "C0THREE", "C0FOUR", "C0FIVE"):
+            assert [p["text"] for p in slack.posts(channel)] == [f"to {channel}"], channel
+
+
+def test_rate_limits_are_shared_per_workspace_and_method() -> None:
+    sender = SlackSender(AsyncWebClient(token=DEFAULT_BOT_TOKEN))
+    card, other = (sender.rate_scope(t, "post", ephemeral=False) for t in ("slack:C1", "slack:C2"))
+    assert card == other  # one workspace's posts
+    assert sender.rate_scope("slack:C1", "post", ephemeral=True) != card  # receipts
+    assert sender.rate_scope("slack:C1", "edit", ephemeral=False) != card  # chat.update
+    assert sender.rate_scope("slack:T9/C1", "post", ephemeral=False) != card  # a partner's

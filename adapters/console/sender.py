@@ -20,6 +20,9 @@ class ConsoleSender:
     def min_interval(self, target: str) -> float:
         return 0.0
 
+    def rate_scope(self, target: str, op: str, *, ephemeral: bool) -> str:
+        return target
+
     async def post(self, out: Outgoing) -> str:
         self._write(format_output(self._prefix(out), out.message))
         return f"console-{next(self._refs)}"

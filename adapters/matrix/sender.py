@@ -109,6 +109,11 @@ class MatrixSender:
     def min_interval(self, target: str) -> float:
         return ROOM_INTERVAL
 
+    def rate_scope(self, target: str, op: str, *, ephemeral: bool) -> str:
+        # A homeserver limits the bot's account, in every room at once (Synapse's
+        # rc_message): M_LIMIT_EXCEEDED in one room holds back all of them.
+        return self.platform
+
     async def post(self, out: Outgoing) -> str:
         room_id = await self._room_for(out)
         await self._ensure_known(room_id)

@@ -46,6 +46,8 @@ HISTORY_LIMIT = 100
 # tip's card, an edit right after, each reuse the connection instead of opening one
 # (~0.5 ms on localhost, a TLS handshake to Slack).
 IDLE_SESSION_SECONDS = 2.0
+# The Web API method behind each outbox operation (rate limits are per method).
+_METHODS = {"post": "chat.postMessage", "edit": "chat.update", "delete": "chat.delete"}
 
 TokenLookup = Callable[[str], Awaitable[str | None]]
 
@@ -112,6 +114,16 @@ class SlackSender:
 
     def min_interval(self, target: str) -> float:
         return CHANNEL_INTERVAL
+
+    def rate_scope(self, target: str, op: str, *, ephemeral: bool) -> str:
+        # Slack limits each method per workspace, and chat.postMessage also per channel
+        # (a pace the worker keeps by itself, so a 429 there means the workspace-wide
+        # limit): a 429 holds back that method in the target's workspace, not receipts
+        # (chat.postEphemeral) nor other workspaces.
+        rest = target.partition(":")[2]
+        team = rest.partition("/")[0] if "/" in rest else ""
+        method = _METHODS[op] if op != "post" or not ephemeral else "chat.postEphemeral"
+        return f"{self.platform}:{team}/{method}"
 
     def _render(self, message: Message) -> tuple[list[Block], str]:
         """Block Kit for a message; the copies of one fan-out share one message object,

@@ -26,8 +26,12 @@ docs.slack.dev, its mirror in slack-ruby/slack-api-ref, and the slack_sdk 3.x cl
 - oauth.v2.access takes client credentials by HTTP Basic auth or form fields and answers with
   the shape of Slack's documented example.
 
-Not modelled: per-method tier limits other than chat.postMessage's pace, the workspace-wide
-posting limit, scopes, archived channels, files, and token rotation.
+- chat.postMessage's workspace-wide limit, when `workspace_per_minute` is given (Slack has
+  one and publishes no figure): a token bucket per workspace beside each channel's, a post
+  taking a token from both.
+
+Not modelled: per-method tier limits other than chat.postMessage's, scopes, archived
+channels, files, and token rotation.
 """
 
 from __future__ import annotations
@@ -479,6 +483,9 @@ class FakeSlackWebAPI:
     workspace; otherwise they spring into being on first mention, which keeps set-up short.
     `burst`: messages a channel takes at once before the pace applies. Slack allows short
     bursts but publishes no size, so the default is a small guess that tests reach quickly.
+    `workspace_per_minute` / `workspace_burst`: chat.postMessage's workspace-wide limit
+    (off unless given), messages per minute across a workspace's channels and how many it
+    takes at once.
     `clock`: seconds, monotonic; pass `FakeMonotonic` to move the pace and trigger expiry.
     """
 
@@ -489,6 +496,8 @@ class FakeSlackWebAPI:
         strict_users: bool = False,
         per_channel_per_second: float = 1.0,
         burst: int = 3,
+        workspace_per_minute: float | None = None,
+        workspace_burst: int = 20,
         clock: Callable[[], float] = time.monotonic,
         app_id: str = DEFAULT_APP_ID,
         client_id: str = DEFAULT_CLIENT_ID,
@@ -502,6 +511,8 @@ class FakeSlackWebAPI:
         self.strict_users = strict_users
         self.per_channel_per_second = per_channel_per_second
         self.burst = burst
+        self.workspace_per_minute = workspace_per_minute
+        self.workspace_burst = workspace_burst
         self.app_id = app_id
         self.client_id = client_id
         self.client_secret = client_secret
@@ -949,20 +960,28 @@ class FakeSlackWebAPI:
         return f"{prefix}0FAKE{next(self._serial):05d}"
 
     def _take_post_slot(self, team_id: str, channel_id: str) -> None:
-        """Slack's per-channel pace for chat.postMessage, as a token bucket."""
+        """Slack's per-channel pace for chat.postMessage, and its workspace-wide limit when
+        one is set, as token buckets: a post takes a token from each, or from none."""
+        limits = [((team_id, channel_id), float(self.burst), self.per_channel_per_second)]
+        if self.workspace_per_minute is not None:
+            per_second = self.workspace_per_minute / 60
+            limits.append(((team_id, "*"), float(self.workspace_burst), per_second))
+        buckets = [self._refilled(key, size, rate) for key, size, rate in limits]
+        waits = [(1.0 - b.tokens) / rate for b, (_, _, rate) in zip(buckets, limits, strict=True)]
+        if max(waits) > 0:
+            raise _ratelimited(max(waits))
+        for bucket in buckets:
+            bucket.tokens -= 1.0
+
+    def _refilled(self, key: tuple[str, str], size: float, per_second: float) -> _Bucket:
         now = self._clock()
-        key = (team_id, channel_id)
         bucket = self._buckets.get(key)
         if bucket is None:
-            bucket = self._buckets[key] = _Bucket(tokens=float(self.burst), updated_at=now)
+            bucket = self._buckets[key] = _Bucket(tokens=size, updated_at=now)
         elapsed = max(0.0, now - bucket.updated_at)
-        bucket.tokens = min(
-            float(self.burst), bucket.tokens + elapsed * self.per_channel_per_second
-        )
+        bucket.tokens = min(size, bucket.tokens + elapsed * per_second)
         bucket.updated_at = now
-        if bucket.tokens < 1.0:
-            raise _ratelimited((1.0 - bucket.tokens) / self.per_channel_per_second)
-        bucket.tokens -= 1.0
+        return bucket
 
     def _resolve_channel(self, ws: _Workspace, raw: Any, *, allow_user: bool) -> _Channel:
         if not isinstance(raw, str) or not raw:
