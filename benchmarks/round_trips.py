@@ -76,28 +76,6 @@ def patch_asyncpg() -> None:
         setattr(conn_cls, name, make(original, label))
 
 
-CONSOLE_ONE_REVIEW = """
-[center]
-name = "Count Fusion Center"
-timezone = "America/New_York"
-regions = ["north", "south", "downtown"]
-
-[roles]
-officers = ["*"]
-analysts = ["console:ana"]
-supervisors = ["console:sam"]
-admins = ["console:sam"]
-
-[[intake]]
-channels = ["console:#tips"]
-
-[[review]]
-name = "general"
-channels = ["console:#review"]
-categories = ["*"]
-"""
-
-
 async def backend_cpu(url: str) -> dict[int, float]:
     """CPU seconds of each server process serving this database (PostgreSQL only)."""
     if not url.startswith("postgresql"):
@@ -132,16 +110,16 @@ def _cpu_seconds(pid: int) -> float:
 async def measure(url: str, n: int) -> dict[str, Any]:
     from adapters.console.sender import ConsoleSender
     from bot.app import build
-    from bot.policy_loader import parse_policy
     from bot.settings import Settings
     from commands.context import Command
     from storage.db import Database
+    from tests.policies import ONE_REVIEW_POLICY, console_policy
 
     printed: list[str] = []
     db = Database(url)
     bot = build(
         Settings.from_environ({}),
-        policy=parse_policy(CONSOLE_ONE_REVIEW, "count.toml"),
+        policy=console_policy(ONE_REVIEW_POLICY),
         senders={"console": ConsoleSender(printed.append)},
         database=db,
     )

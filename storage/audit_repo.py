@@ -115,12 +115,11 @@ async def append_audit(
         appended = await _append_pg(conn, at, actor, action, subject, normal)
         if appended is not None:
             return appended
-    head = await _read_head(conn)
-    if head is None and conn.dialect.name == "postgresql":
         # No head row to lock yet (a new log, or a deleted head): the advisory lock
-        # serialises appenders until one head exists; then read again.
+        # serialises appenders until one head exists; then read it (another appender
+        # may have made it meanwhile).
         await conn.execute(select(func.pg_advisory_xact_lock(AUDIT_LOCK_KEY)))
-        head = await _read_head(conn)
+    head = await _read_head(conn)
     if head is None:
         existing = (await conn.execute(select(func.max(audit_log.c.id)))).scalar()
         if existing is not None:

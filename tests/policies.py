@@ -45,5 +45,29 @@ channels = ["console:#metro-pd"]
 """
 
 
+# One console review channel for every category, no partners: a base that a test or a
+# benchmark adds its own partners to.
+ONE_REVIEW_POLICY = """
+[center]
+name = "Test Fusion Center"
+timezone = "America/New_York"
+regions = ["north", "south", "downtown"]
+
+[roles]
+officers = ["*"]
+analysts = ["console:ana"]
+supervisors = ["console:sam"]
+admins = ["console:sam"]
+
+[[intake]]
+channels = ["console:#tips"]
+
+[[review]]
+name = "general"
+channels = ["console:#review"]
+categories = ["*"]
+"""
+
+
 def console_policy(text: str = CONSOLE_POLICY) -> Policy:
     return parse_policy(text, "test-policy.toml")

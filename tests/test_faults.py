@@ -41,6 +41,7 @@ from storage.tables import outbox, tips
 from tests.conftest import reset_postgres
 from tests.fakes.slack_web_api import DEFAULT_BOT_TOKEN, FakeSlackWebAPI, SlackError
 from tests.harness import ConsoleHarness, lines_for
+from tests.policies import ONE_REVIEW_POLICY
 from tests.test_crash_consistency import PARTNER_CHANNELS, KillingSlack, crash_policy
 from tests.test_slack_flow import fusionbot_run
 
@@ -109,29 +110,7 @@ channels = ["slack:{channel}"]
 """
         for n, channel in enumerate(channels)
     )
-    return (
-        """
-[center]
-name = "Faults Test Fusion Center"
-timezone = "America/New_York"
-regions = ["north", "south", "downtown"]
-
-[roles]
-officers = ["*"]
-analysts = ["console:ana"]
-supervisors = ["console:sam"]
-admins = ["console:sam"]
-
-[[intake]]
-channels = ["console:#tips"]
-
-[[review]]
-name = "general"
-channels = ["console:#review"]
-categories = ["*"]
-"""
-        + partners
-    )
+    return ONE_REVIEW_POLICY + partners
 
 
 async def test_slack_faults_during_a_fan_out_lose_and_double_nothing(
