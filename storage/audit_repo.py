@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Text, bindparam, cast, func, literal, select, text, true
+from sqlalchemy import Text, bindparam, cast, func, literal, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.audit import (
@@ -20,67 +20,38 @@ from bot.audit import (
     entry_hash,
     normalize_details,
 )
-from storage.tables import audit_head, audit_log
-
-# Key of the PostgreSQL advisory lock that serialises appenders: b"fbaudit1" as a bigint.
-# Any fixed value works as long as nothing else in the database uses it.
-AUDIT_LOCK_KEY = 0x6662_6175_6469_7431
+from storage.tables import audit_head, audit_log, audit_pending
 
 _HEAD_ID = 1
 _VERIFY_BATCH = 500
+
+# SQLSTATE with which PostgreSQL refuses a commit whose audit entry would fork the chain
+# (migration 0007's trigger; the head is missing but the log has rows).
+HEAD_MISSING_SQLSTATE = "FB001"
 
 
 # Built once: every audited action runs these, and building a statement costs about as
 # much CPU as executing it.
 _READ_HEAD = select(audit_head.c.last_id, audit_head.c.last_hash).where(audit_head.c.id == _HEAD_ID)
-_LOCK_HEAD = _READ_HEAD.with_for_update()
 _INSERT_ENTRY = audit_log.insert()
 _MOVE_HEAD = (
     audit_head.update()
     .where(audit_head.c.id == _HEAD_ID)
     .values(last_id=bindparam("new_last_id"), last_hash=bindparam("new_last_hash"))
 )
-# PostgreSQL: the whole append in one statement, so that the head's row lock, which
-# serialises every audited action, is held for this statement and the commit only (it
-# was four round trips: lock and read the head, insert, move the head, commit). The
-# database numbers and hashes the row from the head it locked: the canonical form
-# entry_hash() hashes, with the id and the previous hash filled in (to_json quotes the
-# hash as Python's json does), SHA-256 in hex. append_audit checks the hash against
-# entry_hash() before the commit, so a row whose hash the verifier would reject is never
-# committed. No row comes back when there is no head yet: the caller starts the log.
-_APPEND_PG = text(
-    """
-    WITH head AS (
-        SELECT last_id + 1 AS id, last_hash AS prev_hash
-        FROM audit_head WHERE id = :head_id FOR UPDATE
-    ), entry AS (
-        SELECT id, prev_hash, encode(sha256(convert_to(
-            :document_start || id::text || ',"prev_hash":' || to_json(prev_hash)::text
-            || :document_end, 'UTF8')), 'hex') AS hash
-        FROM head
-    ), appended AS (
-        INSERT INTO audit_log (id, at, actor, action, subject, details, prev_hash, hash)
-        SELECT id, :at, :actor, :action, :subject, :details, prev_hash, hash FROM entry
-        RETURNING id, prev_hash, hash
-    )
-    UPDATE audit_head SET last_id = appended.id, last_hash = appended.hash
-    FROM appended WHERE audit_head.id = :head_id
-    RETURNING appended.id, appended.prev_hash, appended.hash
-    """
-).bindparams(
-    bindparam("head_id", type_=audit_head.c.id.type),
-    bindparam("document_start", type_=Text()),
-    bindparam("document_end", type_=Text()),
-    bindparam("at", type_=audit_log.c.at.type),
-    bindparam("actor", type_=audit_log.c.actor.type),
-    bindparam("action", type_=audit_log.c.action.type),
-    bindparam("subject", type_=audit_log.c.subject.type),
-    bindparam("details", type_=audit_log.c.details.type),
-)
+# PostgreSQL: the entry waits in audit_pending, unlocked, and is chained into audit_log
+# during the commit by migration 0007's deferred trigger, so the chain's head is locked
+# only inside the server, for the commit (locked from the append to the commit, it
+# serialised every audited action through its last round trips: half the throughput of
+# ten officers filing at once). The database numbers the row and hashes the canonical
+# form entry_hash() hashes with the id and the previous hash filled in (to_json quotes
+# the hash as Python's json does): SHA-256 in hex.
+_QUEUE_PG = audit_pending.insert()
 
 
 class AuditHeadMissing(RuntimeError):
-    """The log has rows but no head: appending would fork the chain, so it is refused."""
+    """The log has rows but no head: appending would fork the chain, so it is refused.
+    (On PostgreSQL the refusal is the commit's: a DBAPIError with HEAD_MISSING_SQLSTATE.)"""
 
 
 def _entry(r: Any, details: dict[str, Any] | None = None) -> AuditEntry:
@@ -104,22 +75,33 @@ async def append_audit(
     action: str,
     subject: str,
     details: Mapping[str, Any] | None = None,
-) -> AuditEntry:
-    """Append one row inside the caller's transaction, so that the row exists exactly
-    when the action it records was committed."""
-    canonical_time(at)  # refuse a naive time before taking the lock
-    # Stored and reloaded as UTC; return the same, so the entry equals its reloaded self.
+) -> None:
+    """Append one entry inside the caller's transaction, so that it exists exactly when
+    the action it records was committed. Its place in the chain is known once that
+    commit is (on PostgreSQL it is chained during the commit): read it back with
+    :func:`load_audit`."""
+    canonical_time(at)  # refuse a naive time before anything is written
+    # Stored and reloaded as UTC, and hashed as such.
     at = at.astimezone(UTC)
     normal = normalize_details(details)
     if conn.dialect.name == "postgresql":
-        appended = await _append_pg(conn, at, actor, action, subject, normal)
-        if appended is not None:
-            return appended
-        # No head row to lock yet (a new log, or a deleted head): the advisory lock
-        # serialises appenders until one head exists; then read it (another appender
-        # may have made it meanwhile).
-        await conn.execute(select(func.pg_advisory_xact_lock(AUDIT_LOCK_KEY)))
-    head = await _read_head(conn)
+        start, end = document_around_chain(at, actor, action, subject, normal)
+        await conn.execute(
+            _QUEUE_PG,
+            {
+                "at": at,
+                "actor": actor,
+                "action": action,
+                "subject": subject,
+                "details": normal,
+                "document_start": start,
+                "document_end": end,
+            },
+        )
+        return
+    # SQLite: Database.transaction() lets one writer in at a time, so the head read here
+    # is still the head at the commit.
+    head = (await conn.execute(_READ_HEAD)).first()
     if head is None:
         existing = (await conn.execute(select(func.max(audit_log.c.id)))).scalar()
         if existing is not None:
@@ -132,84 +114,26 @@ async def append_audit(
         last_id, last_hash = head.last_id, head.last_hash
 
     entry_id = last_id + 1
-    entry = AuditEntry(
-        id=entry_id,
-        at=at,
-        actor=actor,
-        action=action,
-        subject=subject,
-        details=normal,
-        prev_hash=last_hash,
-        hash=entry_hash(entry_id, at, actor, action, subject, normal, last_hash),
+    entry_hash_ = entry_hash(entry_id, at, actor, action, subject, normal, last_hash)
+    await conn.execute(
+        _INSERT_ENTRY,
+        {
+            "id": entry_id,
+            "at": at,
+            "actor": actor,
+            "action": action,
+            "subject": subject,
+            "details": normal,
+            "prev_hash": last_hash,
+            "hash": entry_hash_,
+        },
     )
-    row = {
-        "id": entry.id,
-        "at": entry.at,
-        "actor": entry.actor,
-        "action": entry.action,
-        "subject": entry.subject,
-        "details": entry.details,
-        "prev_hash": entry.prev_hash,
-        "hash": entry.hash,
-    }
-    await conn.execute(_INSERT_ENTRY, row)
     if head is None:
         await conn.execute(
-            audit_head.insert().values(id=_HEAD_ID, last_id=entry.id, last_hash=entry.hash)
+            audit_head.insert().values(id=_HEAD_ID, last_id=entry_id, last_hash=entry_hash_)
         )
     else:
-        await conn.execute(_MOVE_HEAD, {"new_last_id": entry.id, "new_last_hash": entry.hash})
-    return entry
-
-
-async def _append_pg(
-    conn: AsyncConnection,
-    at: datetime,
-    actor: str,
-    action: str,
-    subject: str,
-    details: dict[str, Any],
-) -> AuditEntry | None:
-    """The append as one statement (see _APPEND_PG); None when there is no head yet."""
-    start, end = document_around_chain(at, actor, action, subject, details)
-    row = (
-        await conn.execute(
-            _APPEND_PG,
-            {
-                "head_id": _HEAD_ID,
-                "document_start": start,
-                "document_end": end,
-                "at": at,
-                "actor": actor,
-                "action": action,
-                "subject": subject,
-                "details": details,
-            },
-        )
-    ).first()
-    if row is None:
-        return None
-    expected = entry_hash(row.id, at, actor, action, subject, details, row.prev_hash)
-    if row.hash != expected:  # rolls the action back: nothing unverifiable is committed
-        raise RuntimeError(f"audit row {row.id}: the database hashed it differently")
-    return AuditEntry(
-        id=row.id,
-        at=at,
-        actor=actor,
-        action=action,
-        subject=subject,
-        details=details,
-        prev_hash=row.prev_hash,
-        hash=row.hash,
-    )
-
-
-async def _read_head(conn: AsyncConnection) -> Any:
-    # Two appenders must not both read the same head. On PostgreSQL the row lock makes the
-    # second wait for the first's commit (or rollback) and then read the head it left; on
-    # SQLite, Database.transaction() already lets only one writer in at a time.
-    query = _LOCK_HEAD if conn.dialect.name == "postgresql" else _READ_HEAD
-    return (await conn.execute(query)).first()
+        await conn.execute(_MOVE_HEAD, {"new_last_id": entry_id, "new_last_hash": entry_hash_})
 
 
 async def load_audit(

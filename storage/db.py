@@ -62,8 +62,12 @@ class Database:
                     raise
                 try:
                     await transaction.commit()
-                except Exception as exc:
-                    raise CommitOutcomeUnknown(str(exc)) from exc
+                except exc.DBAPIError as error:
+                    if _refused_at_commit(error):
+                        raise  # the server answered the COMMIT: nothing was applied
+                    raise CommitOutcomeUnknown(str(error)) from error
+                except Exception as error:
+                    raise CommitOutcomeUnknown(str(error)) from error
             return
         async with self._write_lock, self.engine.begin() as conn:
             yield conn
@@ -147,6 +151,23 @@ def _engine_options(url: str) -> dict[str, Any]:
         # still found by SQLAlchemy's disconnect handling, as before.
         return {"pool_size": 10, "max_overflow": 10}
     return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10}
+
+
+# SQLSTATE classes of errors with which PostgreSQL refuses a COMMIT over a live connection,
+# having rolled the transaction back: a deferred constraint (23), a serialisation failure
+# (40), and our own deferred triggers' refusals (FB: the audit chain's, migration 0007).
+# Any other failure during a commit (a cut connection, a server shutting down) leaves
+# the outcome unknown.
+_REFUSED_AT_COMMIT = ("23", "40", "FB")
+
+
+def _refused_at_commit(error: exc.DBAPIError) -> bool:
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    return (
+        not error.connection_invalidated
+        and isinstance(sqlstate, str)
+        and sqlstate.startswith(_REFUSED_AT_COMMIT)
+    )
 
 
 def _refuse_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:

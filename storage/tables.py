@@ -134,6 +134,23 @@ audit_log = Table(
     Column("hash", String(64), nullable=False),
 )
 
+# PostgreSQL: an audited action's entry until its commit, when a deferred trigger
+# (migration 0007) chains it into audit_log and deletes it: no committed row stays here.
+# Hashed as ``document_start + id + ',"prev_hash":' + prev_hash + document_end``
+# (bot.audit.document_around_chain). Unused on SQLite, which appends in Python.
+audit_pending = Table(
+    "audit_pending",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(ADDRESS), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("subject", String(64), nullable=False),
+    Column("details", JSON, nullable=False),
+    Column("document_start", Text, nullable=False),
+    Column("document_end", Text, nullable=False),
+)
+
 # One row: where the chain ends, so that cutting rows off the end is detected too.
 audit_head = Table(
     "audit_head",

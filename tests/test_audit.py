@@ -12,8 +12,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
-from bot.audit import GENESIS, AuditEntry, document_around_chain, entry_hash, verify_chain
+from bot.audit import (
+    GENESIS,
+    AuditEntry,
+    document_around_chain,
+    entry_hash,
+    normalize_details,
+    verify_chain,
+)
 from storage import audit_repo
 from storage.audit_repo import AuditHeadMissing, append_audit, load_audit, verify_audit
 from storage.db import Database
@@ -30,20 +38,20 @@ def names_row(problems: list[str], row: int) -> bool:
 
 
 async def append_rows(db: Database, count: int, *, start: int = 0) -> list[AuditEntry]:
-    entries = []
+    """Appends ``count`` entries, a transaction each; returns them as the log holds them."""
     for i in range(start, start + count):
         async with db.transaction() as conn:
-            entries.append(
-                await append_audit(
-                    conn,
-                    at=T0 + timedelta(minutes=i),
-                    actor="slack:U024BE7LH",
-                    action="claimed",
-                    subject=f"tip:{i + 1}",
-                    details={"n": i, "note": "ok"},
-                )
+            await append_audit(
+                conn,
+                at=T0 + timedelta(minutes=i),
+                actor="slack:U024BE7LH",
+                action="claimed",
+                subject=f"tip:{i + 1}",
+                details={"n": i, "note": "ok"},
             )
-    return entries
+    async with db.read() as conn:
+        log = await load_audit(conn)
+    return log[len(log) - count :]
 
 
 async def verify(db: Database) -> tuple[bool, int, list[str]]:
@@ -84,7 +92,7 @@ async def test_a_row_reloads_exactly_as_appended_and_rehashes_the_same(db: Datab
         "flag": True,
     }
     async with db.transaction() as conn:
-        written = await append_audit(
+        await append_audit(
             conn,
             at=at,
             actor="matrix:@ana:example.org",
@@ -96,9 +104,14 @@ async def test_a_row_reloads_exactly_as_appended_and_rehashes_the_same(db: Datab
     async with db.read() as conn:
         [loaded] = await load_audit(conn)
 
-    assert written.at.tzinfo == UTC
-    assert loaded == written
+    assert (loaded.id, loaded.prev_hash) == (1, GENESIS)
+    assert (loaded.actor, loaded.action, loaded.subject) == (
+        "matrix:@ana:example.org",
+        "approved",
+        "tip:42",
+    )
     assert loaded.at == at and loaded.at.tzinfo == UTC
+    assert loaded.details == normalize_details(details)
     assert loaded.details["tlp"]["caveats"] == ["LES", "CUI"]
     assert loaded.details["7"] is None
     assert loaded.hash == entry_hash(
@@ -233,17 +246,19 @@ async def test_concurrent_appenders_get_one_unbroken_chain(db: Database, existin
     # existing one is serialised by the head row's lock.
     await append_rows(db, existing)
 
-    async def one(i: int) -> AuditEntry:
+    async def one(i: int) -> None:
         async with db.transaction() as conn:
-            entry = await append_audit(
+            await append_audit(
                 conn, at=T0, actor=f"slack:U{i}", action="read-back failed", subject="tip:1"
             )
             await asyncio.sleep(0)  # let the others try to interleave
-            return entry
 
-    entries = await asyncio.gather(*(one(i) for i in range(12)))
+    await asyncio.gather(*(one(i) for i in range(12)))
 
-    assert sorted(e.id for e in entries) == list(range(existing + 1, existing + 13))
+    async with db.read() as conn:
+        entries = (await load_audit(conn))[existing:]
+    assert [e.id for e in entries] == list(range(existing + 1, existing + 13))
+    assert sorted(e.actor for e in entries) == sorted(f"slack:U{i}" for i in range(12))
     assert await verify(db) == (True, existing + 12, [])
 
 
@@ -264,18 +279,19 @@ async def test_awkward_texts_append_and_verify_after_a_head_exists(db: Database)
     # the head it locks: quotes, backslashes, control characters and non-ASCII text in
     # any field must hash exactly as the verifier hashes them.
     await append_rows(db, 1)
-    appended = []
     for actor, action, subject, details in AWKWARD:
         async with db.transaction() as conn:
-            appended.append(
-                await append_audit(
-                    conn, at=T0, actor=actor, action=action, subject=subject, details=details
-                )
+            await append_audit(
+                conn, at=T0, actor=actor, action=action, subject=subject, details=details
             )
     assert await verify(db) == (True, 1 + len(AWKWARD), [])
     async with db.read() as conn:
-        assert (await load_audit(conn))[1:] == appended
+        appended = (await load_audit(conn))[1:]
     assert [e.id for e in appended] == [2, 3, 4]
+    assert [(e.actor, e.action, e.subject, e.details) for e in appended] == [
+        (actor, action, subject, normalize_details(details))
+        for actor, action, subject, details in AWKWARD
+    ]
 
 
 async def test_load_filters_by_subject_and_keeps_the_newest(db: Database) -> None:
@@ -306,8 +322,16 @@ async def test_a_deleted_head_is_reported_and_appending_refuses_to_fork(db: Data
 
     ok, _, problems = await verify(db)
     assert not ok and "head is missing" in problems[0]
-    with pytest.raises(AuditHeadMissing):
-        await append_rows(db, 1, start=2)
+    # SQLite refuses at the append, PostgreSQL at the commit (the chain is made then):
+    # either way nothing of the action is written.
+    refusal = AuditHeadMissing if db.is_sqlite else DBAPIError
+    with pytest.raises(refusal, match="audit head is missing but the log has rows up to 2"):
+        async with db.transaction() as conn:
+            await conn.execute(text("INSERT INTO bot_state (key, value) VALUES ('k', 'v')"))
+            await append_audit(conn, at=T0, actor="slack:U1", action="approved", subject="tip:9")
+    async with db.read() as conn:
+        assert [e.id for e in await load_audit(conn)] == [1, 2]
+        assert (await conn.execute(text("SELECT count(*) FROM bot_state"))).scalar() == 0
 
 
 async def test_details_that_are_not_json_are_reported_as_an_edit(db: Database) -> None:
