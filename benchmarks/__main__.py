@@ -19,6 +19,7 @@ BENCHMARKS = {
     "storage": "benchmarks.storage",
     "matrix_intake": "benchmarks.matrix_intake",
     "fanout_matrix": "benchmarks.fanout_matrix",
+    "audit_chain": "benchmarks.audit_chain",
 }
 
 
