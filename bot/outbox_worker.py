@@ -486,11 +486,34 @@ class OutboxWorker:
         self._recording_for.add(row.target)
         self._wake.set()  # its send slot is free: room to claim more
         try:
-            await self._record(row)
+            await self._record_until_done(row)
         finally:
             self._recording_for.discard(row.target)
 
-    async def _record(self, row: repo.OutboxRow) -> None:
+    async def _record_until_done(self, row: repo.OutboxRow) -> None:
+        """A delivery that happened is recorded, not retried: the record is tried again
+        (the row stays leased to this process meanwhile) until it commits. Retried as a
+        failed delivery instead, it would be sent again wherever the platform can't be
+        asked whether it arrived (an officer's receipt in Slack is ephemeral: not in any
+        history), as it was when a cut database connection met the record. Only a process
+        that can't record for half the lease, or is stopping, gives up: the row then goes
+        the way of a failed delivery (retried, checked before a resend where it can be)."""
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self.lease.total_seconds() / 2
+        pause = 0.05
+        while True:
+            try:
+                await self._record()
+                return
+            except Exception as exc:
+                if self._stopping or loop.time() + pause >= give_up_at:
+                    self._forget_unrecorded(row)
+                    raise
+                log.warning("recording outbox row %s as sent failed (%s); retrying", row.id, exc)
+            await asyncio.sleep(pause)
+            pause = min(2 * pause, 2.0)
+
+    async def _record(self) -> None:
         async with self._recording:
             if not self._unrecorded:
                 return  # the task that held the lock recorded ours too
@@ -499,10 +522,13 @@ class OutboxWorker:
                 async with self.db.one_statement() as conn:  # no BEGIN/COMMIT trips
                     await repo.mark_sent_many(conn, batch)
             except BaseException:
-                # The others' deliveries wait for the next task to record them; this row
-                # goes the way of any failed delivery (retried, checked before a resend).
-                self._unrecorded[:0] = [entry for entry in batch if entry[0] != row.id]
+                # Every delivery of the batch waits for the next try to record it (marking
+                # a row sent twice is harmless).
+                self._unrecorded[:0] = batch
                 raise
+
+    def _forget_unrecorded(self, row: repo.OutboxRow) -> None:
+        self._unrecorded = [entry for entry in self._unrecorded if entry[0] != row.id]
 
     async def _give_back(self, rows: list[repo.OutboxRow], at: datetime, error: str) -> None:
         async with self.db.transaction() as conn:
