@@ -23,6 +23,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -68,16 +69,53 @@ def _tip(r: Any) -> Tip:
 # its cache key) cost more CPU than executing it; a multi-row VALUES of literal rows can't
 # be cached at all, so it was compiled anew for every tip.
 _INSERT_TIP = tips.insert().returning(tips.c.id)
-# A tip with a source key: inserted unless the key is taken.
-_INSERT_TIP_ONCE = {
-    "postgresql": pg_insert(tips)
+# SQLite: a tip with a source key, inserted unless the key is taken (PostgreSQL:
+# _insert_tip_with_terms_pg).
+_INSERT_TIP_ONCE = (
+    sqlite_insert(tips)
     .on_conflict_do_nothing(index_elements=[tips.c.source_key])
-    .returning(tips.c.id),
-    "sqlite": sqlite_insert(tips)
-    .on_conflict_do_nothing(index_elements=[tips.c.source_key])
-    .returning(tips.c.id),
-}
+    .returning(tips.c.id)
+)
 _INSERT_TERMS = tip_terms_table.insert()
+_TIP_VALUES = (
+    "summary",
+    "category",
+    "urgency",
+    "location",
+    "region",
+    "when_text",
+    "details",
+    "state",
+    "officer",
+    "intake_channel",
+    "filed_at",
+    "updated_at",
+    "version",
+    "source_key",
+)
+
+
+def _insert_tip_with_terms_pg(*, once: bool) -> Select[tuple[int]]:
+    """PostgreSQL: the tip and its terms in one statement (one round trip fewer for every
+    tip filed): the tip inserted (unless ``once`` and its source key is taken) and its id
+    returned; its terms, given as one array, inserted with that id, so none are when the
+    tip isn't."""
+    tip = pg_insert(tips).values({c: bindparam(c, type_=tips.c[c].type) for c in _TIP_VALUES})
+    if once:
+        tip = tip.on_conflict_do_nothing(index_elements=[tips.c.source_key])
+    new_tip = tip.returning(tips.c.id).cte("new_tip")
+    terms = (
+        tip_terms_table.insert()
+        .from_select(
+            ["term", "tip_id"],
+            select(func.unnest(bindparam("terms", type_=ARRAY(String))), new_tip.c.id),
+        )
+        .cte("new_terms")
+    )
+    return select(new_tip.c.id).add_cte(terms)
+
+
+_INSERT_TIP_WITH_TERMS_PG = {once: _insert_tip_with_terms_pg(once=once) for once in (False, True)}
 
 
 async def insert_tip(
@@ -107,17 +145,22 @@ async def insert_tip(
         "version": 1,
         "source_key": source_key,
     }
-    if source_key is None:
+    terms = tip_terms(draft.summary, draft.details, draft.location)
+    if conn.dialect.name == "postgresql":
+        # With a source key taken (a redelivery, or a concurrent one, whose commit this
+        # waits for), nothing is inserted and no id comes back: then look that tip up.
+        query = _INSERT_TIP_WITH_TERMS_PG[source_key is not None]
+        tip_id = (await conn.execute(query, {**values, "terms": sorted(terms)})).scalar()
+        if tip_id is None:
+            return await _filed_before(conn, source_key), False
+    elif source_key is None:
         tip_id = (await conn.execute(_INSERT_TIP, values)).scalar_one()
     else:
-        # One statement for a new tip: insert unless the key is taken (a redelivery, or on
-        # PostgreSQL a concurrent one, whose commit this waits for), then look that one up.
-        tip_id = (await conn.execute(_INSERT_TIP_ONCE[conn.dialect.name], values)).scalar()
+        # One statement for a new tip: insert unless the key is taken (a redelivery), then
+        # look that one up.
+        tip_id = (await conn.execute(_INSERT_TIP_ONCE, values)).scalar()
         if tip_id is None:
-            existing = await tip_by_source_key(conn, source_key)
-            if existing is None:  # the key was taken, so its row must be there
-                raise RuntimeError(f"no tip holds the taken source key {source_key!r}")
-            return existing, False
+            return await _filed_before(conn, source_key), False
     # The row as written: only its id comes back (reading back every column, and parsing
     # its times, cost more than the INSERT itself).
     tip = Tip(
@@ -135,15 +178,17 @@ async def insert_tip(
         details=draft.details,
         version=1,
     )
-    await _index_terms(conn, tip)
+    if terms and conn.dialect.name != "postgresql":  # there, the INSERT wrote them
+        await conn.execute(_INSERT_TERMS, [{"term": t, "tip_id": tip_id} for t in terms])
     return tip, True
 
 
-async def _index_terms(conn: AsyncConnection, tip: Tip) -> None:
-    """A new (open) tip's terms, in the transaction that files it."""
-    terms = tip_terms(tip.summary, tip.details, tip.location)
-    if terms:
-        await conn.execute(_INSERT_TERMS, [{"term": t, "tip_id": tip.id} for t in terms])
+async def _filed_before(conn: AsyncConnection, source_key: str | None) -> Tip:
+    """The tip that took this source key (the insert found it taken)."""
+    existing = await tip_by_source_key(conn, source_key) if source_key is not None else None
+    if existing is None:  # the key was taken, so its row must be there
+        raise RuntimeError(f"no tip holds the taken source key {source_key!r}")
+    return existing
 
 
 async def _drop_terms(conn: AsyncConnection, tip_id: int) -> None:
