@@ -150,6 +150,67 @@ async def test_temporary_failures_are_retried_with_backoff(db) -> None:
     assert (await _rows(bot))[0].state == "sent"
 
 
+# The database refuses to record any delivery while record_fault holds a row: what a cut
+# connection does to the statement that marks a row sent, made repeatable.
+_REFUSE_RECORDS = {
+    "postgresql": [
+        "CREATE TABLE record_fault (n integer)",
+        """CREATE FUNCTION refuse_record() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF EXISTS (SELECT 1 FROM record_fault) THEN
+                RAISE EXCEPTION 'injected: the record failed';
+            END IF;
+            RETURN NEW;
+        END $$""",
+        "CREATE TRIGGER refuse_record BEFORE UPDATE ON outbox FOR EACH ROW "
+        "WHEN (NEW.state = 'sent') EXECUTE FUNCTION refuse_record()",
+        "INSERT INTO record_fault VALUES (1)",
+    ],
+    "sqlite": [
+        "CREATE TABLE record_fault (n integer)",
+        "CREATE TRIGGER refuse_record BEFORE UPDATE ON outbox FOR EACH ROW "
+        "WHEN NEW.state = 'sent' AND EXISTS (SELECT 1 FROM record_fault) "
+        "BEGIN SELECT RAISE(ABORT, 'injected: the record failed'); END",
+        "INSERT INTO record_fault VALUES (1)",
+    ],
+}
+
+
+async def test_a_delivery_whose_record_fails_is_recorded_later_not_sent_again(db, caplog) -> None:
+    # An officer's receipt in Slack is ephemeral: the platform can't be asked whether it
+    # arrived, so a delivery retried because its record failed reached the officer twice.
+    clock = ManualClock(START)
+    platform = PlatformDouble(remembers_keys=False)
+    bot = bot_on(db, platform, clock)
+    async with bot.core.transaction() as conn:
+        await outbox_repo.enqueue_post(
+            conn,
+            target="console:#tips",
+            ephemeral_to="console:olly",
+            message=Message(text="Received T-1"),
+            now=clock.now(),
+        )
+    async with db.transaction() as conn:
+        for statement in _REFUSE_RECORDS[db.dialect]:
+            await conn.exec_driver_sql(statement)
+
+    draining = asyncio.create_task(bot.drain(10))
+    # Sent, then its record refused (at least once).
+    for _ in range(200):
+        if platform.received and "record failed" in caplog.text:
+            break
+        await asyncio.sleep(0.05)
+    assert [r.text for r in platform.received] == ["Received T-1"]
+    async with db.transaction() as conn:
+        await conn.exec_driver_sql("DELETE FROM record_fault")
+    await draining
+    clock.advance(timedelta(minutes=30))  # past any retry's backoff
+    assert await bot.drain() == {}
+
+    assert [r.text for r in platform.received] == ["Received T-1"]
+    assert [r.state for r in await _rows(bot)] == [outbox_repo.SENT]
+
+
 async def test_rate_limit_waits_for_retry_after_without_using_up_attempts(db) -> None:
     clock = ManualClock(START)
     platform = PlatformDouble()
