@@ -42,8 +42,8 @@ _MOVE_HEAD = (
 # PostgreSQL: the entry waits in audit_pending, unlocked, and is chained into audit_log
 # during the commit by migration 0007's deferred trigger, so the chain's head is locked
 # only inside the server, for the commit (locked from the append to the commit, it
-# serialised every audited action through its last round trips: half the throughput of
-# ten officers filing at once). The database numbers the row and hashes the canonical
+# serialised every audited action through its last round trips: benchmarks/audit_chain
+# measured a p95 1.8-2.4x a plain log table's, ten actions at once). The database numbers the row and hashes the canonical
 # form entry_hash() hashes with the id and the previous hash filled in (to_json quotes
 # the hash as Python's json does): SHA-256 in hex.
 _QUEUE_PG = audit_pending.insert()
@@ -114,7 +114,7 @@ async def append_audit(
         last_id, last_hash = head.last_id, head.last_hash
 
     entry_id = last_id + 1
-    entry_hash_ = entry_hash(entry_id, at, actor, action, subject, normal, last_hash)
+    new_hash = entry_hash(entry_id, at, actor, action, subject, normal, last_hash)
     await conn.execute(
         _INSERT_ENTRY,
         {
@@ -125,15 +125,15 @@ async def append_audit(
             "subject": subject,
             "details": normal,
             "prev_hash": last_hash,
-            "hash": entry_hash_,
+            "hash": new_hash,
         },
     )
     if head is None:
         await conn.execute(
-            audit_head.insert().values(id=_HEAD_ID, last_id=entry_id, last_hash=entry_hash_)
+            audit_head.insert().values(id=_HEAD_ID, last_id=entry_id, last_hash=new_hash)
         )
     else:
-        await conn.execute(_MOVE_HEAD, {"new_last_id": entry_id, "new_last_hash": entry_hash_})
+        await conn.execute(_MOVE_HEAD, {"new_last_id": entry_id, "new_last_hash": new_hash})
 
 
 async def load_audit(

@@ -325,10 +325,14 @@ async def test_a_deleted_head_is_reported_and_appending_refuses_to_fork(db: Data
     # SQLite refuses at the append, PostgreSQL at the commit (the chain is made then):
     # either way nothing of the action is written.
     refusal = AuditHeadMissing if db.is_sqlite else DBAPIError
-    with pytest.raises(refusal, match="audit head is missing but the log has rows up to 2"):
+    with pytest.raises(
+        refusal, match="audit head is missing but the log has rows up to 2"
+    ) as refused:
         async with db.transaction() as conn:
             await conn.execute(text("INSERT INTO bot_state (key, value) VALUES ('k', 'v')"))
             await append_audit(conn, at=T0, actor="slack:U1", action="approved", subject="tip:9")
+    if not db.is_sqlite:
+        assert getattr(refused.value.orig, "sqlstate", None) == audit_repo.HEAD_MISSING_SQLSTATE
     async with db.read() as conn:
         assert [e.id for e in await load_audit(conn)] == [1, 2]
         assert (await conn.execute(text("SELECT count(*) FROM bot_state"))).scalar() == 0
