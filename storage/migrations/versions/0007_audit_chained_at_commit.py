@@ -7,7 +7,7 @@ Create Date: 2026-12-04 21:40:00.000000
 An audited action used to lock the chain's head when it appended its entry and keep the
 lock until its commit: every audited action on PostgreSQL waited for the one before it
 through that one's last round trips and commit (measured with ten officers filing at
-once: 10 ms a filed tip waiting for the lock, and half the throughput). Now the action
+once: a filed tip waited 10 ms on average for the lock; benchmarks/audit_chain). Now the action
 queues its entry in audit_pending, without a lock, and a deferred constraint trigger
 chains it into audit_log during the commit: the head's lock is held inside the server,
 from the trigger to the end of the commit, with no round trip to the bot in between.
