@@ -129,23 +129,16 @@ def _compare(ours: dict[str, Any], bare: dict[str, Any], prefix: str) -> list[Co
     rows = []
     for concurrency in LEVELS:
         m, b = ours[f"c{concurrency}"], bare[f"c{concurrency}"]
-        rows.append(
-            Comparison(
-                f"{prefix}transaction p50, concurrency {concurrency}",
-                m["transaction"]["p50_ms"],
-                b["transaction"]["p50_ms"],
-                "ms",
+        for p in ("p50", "p95"):
+            rows.append(
+                Comparison(
+                    f"{prefix}transaction {p}, concurrency {concurrency}",
+                    m["transaction"][f"{p}_ms"],
+                    b["transaction"][f"{p}_ms"],
+                    "ms",
+                    counts=p == "p95",
+                )
             )
-        )
-        rows.append(
-            Comparison(
-                f"{prefix}transaction p95, concurrency {concurrency}",
-                m["transaction"]["p95_ms"],
-                b["transaction"]["p95_ms"],
-                "ms",
-                counts=True,
-            )
-        )
         rows.append(
             Comparison(
                 f"{prefix}transactions/s, concurrency {concurrency}",
