@@ -29,8 +29,7 @@ from typing import Any
 
 from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, insert
 
-from benchmarks.common import Comparison, Result, summary_ms
-from benchmarks.slack_common import closed_loop
+from benchmarks.common import Comparison, Result, closed_loop, summary_ms
 from benchmarks.storage import postgres_database, postgres_server
 from storage.audit_repo import append_audit, verify_audit
 from storage.db import Database

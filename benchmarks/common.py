@@ -1,8 +1,10 @@
-"""What every benchmark shares: the machine it ran on, the results file, the table, and
-a few statistics. A ratio is always ours ÷ a baseline measured in the same run."""
+"""What every benchmark shares: the machine it ran on, the results file, the table, a
+few statistics and a closed-loop load driver. A ratio is always ours ÷ a baseline
+measured in the same run."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -10,7 +12,8 @@ import platform
 import resource
 import statistics
 import sys
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -230,3 +233,20 @@ def rss_mib(pid: int) -> dict[str, float]:
                     int(value.split()[0]) / 1024, 1
                 )
     return out
+
+
+async def closed_loop(
+    requests: int, concurrency: int, send: Callable[[int], Awaitable[float]]
+) -> tuple[list[float], float]:
+    """`concurrency` workers each send the next request as soon as their last one was
+    answered, until `requests` were sent. Returns each request's latency and the wall time."""
+    numbers = iter(range(requests))
+    latencies: list[float] = []
+
+    async def worker() -> None:
+        for n in numbers:
+            latencies.append(await send(n))
+
+    started = time.monotonic()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies, time.monotonic() - started

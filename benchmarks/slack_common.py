@@ -1,6 +1,5 @@
 """Slack benchmarks' shared parts: the test suite's Slack fake with arrival times, the
-real `fusionbot run` process (the tests' helper), a bare bolt app as a baseline process,
-and a closed-loop load driver."""
+real `fusionbot run` process (the tests' helper) and a bare bolt app as a baseline process."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ import signal
 import sys
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,6 @@ __all__ = [
     "TimedSlack",
     "bare_bolt",
     "bot_environment",
-    "closed_loop",
     "fusionbot_run",
     "until",
 ]
@@ -111,20 +109,3 @@ async def bare_bolt(
         except TimeoutError:
             process.kill()
             await process.wait()
-
-
-async def closed_loop(
-    requests: int, concurrency: int, send: Callable[[int], Awaitable[float]]
-) -> tuple[list[float], float]:
-    """`concurrency` workers each send the next request as soon as their last one was
-    answered, until `requests` were sent. Returns each request's latency and the wall time."""
-    numbers = iter(range(requests))
-    latencies: list[float] = []
-
-    async def worker() -> None:
-        for n in numbers:
-            latencies.append(await send(n))
-
-    started = time.monotonic()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return latencies, time.monotonic() - started

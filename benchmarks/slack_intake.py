@@ -35,12 +35,11 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Comparison, Result, summary_ms
+from benchmarks.common import Comparison, Result, closed_loop, summary_ms
 from benchmarks.slack_common import (
     Slack,
     TimedSlack,
     bare_bolt,
-    closed_loop,
     fusionbot_run,
     until,
 )
