@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from nio import AsyncClient, LoginResponse, RoomMessageNotice, SyncResponse
 
@@ -38,11 +39,12 @@ def synapse_server() -> SynapseServer:  # type: ignore[misc]
 @dataclass
 class Watcher:
     """A member of the rooms who notes when each notice from ``sender`` (or from any of
-    ``also``) arrives."""
+    ``also``) arrives, and its content as sent."""
 
     client: AsyncClient
     sender: str
     arrivals: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
+    contents: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     also: tuple[str, ...] = ()
     _task: asyncio.Task[None] | None = None
 
@@ -55,6 +57,7 @@ class Watcher:
             if event.sender in senders and "m.new_content" not in event.source.get("content", {}):
                 room_id = getattr(room, "room_id", "")
                 self.arrivals.setdefault(room_id, []).append((time.monotonic(), event.body))
+                self.contents.setdefault(room_id, []).append(event.source.get("content", {}))
 
         self.client.add_event_callback(noted, RoomMessageNotice)  # type: ignore[arg-type]
         self._task = asyncio.create_task(self.client.sync_forever(timeout=1000))
