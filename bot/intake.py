@@ -76,8 +76,9 @@ async def _file_tip(core: Core, to: ReplyTo, draft: TipDraft, source_key: str | 
         ]
         posts.append(reply_post(to, receipt))
         await outbox_repo.enqueue_new_posts(conn, posts, now=now)
-        # Last, just before the commit: on PostgreSQL the audit head's row lock serialises
-        # every writer from here to the commit, so concurrent tips do the rest side by side.
+        # Committed with the tip or not at all. On PostgreSQL its place in the chain is
+        # taken during the commit (storage/audit_repo.py), so concurrent tips don't wait
+        # for one another here; SQLite's write lock serialises the whole filing anyway.
         await append_audit(
             conn,
             at=now,
