@@ -23,6 +23,7 @@ from bot.delivery import (
     Sender,
     TemporaryFailure,
 )
+from bot.scope_pace import ScopePace
 from storage import outbox_repo as repo
 from storage.audit_repo import append_audit
 from storage.db import Database
@@ -87,7 +88,10 @@ class OutboxWorker:
         # Rate-limit scopes (a target, or all a platform counts against one limit:
         # Sender.rate_scope) that answered "rate limited": nothing in them goes before this.
         self._retry_at: dict[str, datetime] = {}
+        # Each scope's sends lately, and its pace once it has answered "rate limited".
+        self._paces: dict[str, ScopePace] = defaultdict(ScopePace)
         self._stopping = False
+        self._stopped = asyncio.Event()  # set with _stopping: wakes targets waiting to send
         self._running = False
         # The background loop and drain() may both dispatch; one at a time keeps a target
         # from getting two tasks (and two messages out of order).
@@ -198,6 +202,7 @@ class OutboxWorker:
 
     async def stop(self) -> None:
         self._stopping = True
+        self._stopped.set()
         self._wake.set()
 
     async def drain(self, seconds: float = 30.0) -> dict[str, int]:
@@ -346,14 +351,15 @@ class OutboxWorker:
         queue = self._queues[target]
         try:
             sender = self.senders.get(platform_of(target))
-            if sender is None:  # the platform went away meanwhile: leave them for later
-                while queue:  # rows that join it during the release go back too
-                    rows = list(queue)
-                    queue.clear()
-                    async with self.db.transaction() as conn:
-                        await repo.release(conn, [r.id for r in rows])
-                return
-            await self._deliver_queue(sender, target, queue)
+            if sender is not None:
+                await self._deliver_queue(sender, target, queue)
+            # Left when the platform went away meanwhile, or the worker stops while the
+            # target waits for its pace: back to the queue, for whoever delivers next.
+            while queue:  # rows that join it during the release go back too
+                rows = list(queue)
+                queue.clear()
+                async with self.db.transaction() as conn:
+                    await repo.release(conn, [r.id for r in rows])
         finally:
             # Synchronously with the task's end: a claim after this starts a new task.
             del self._busy[target], self._queues[target]
@@ -387,19 +393,31 @@ class OutboxWorker:
             # officer's receipt must not queue behind everyone else's.
             paced = row.ephemeral_to is None
             wait = self._gate[target] - loop.time()
-            if paced and wait > 0:
-                self._pacing.add(target)
-                self._wake.set()  # a slot's worth of room while this target waits
-                try:
-                    await asyncio.sleep(wait)
-                finally:
-                    self._pacing.discard(target)
+            if paced and wait > 0 and not await self._wait_for_pace(target, wait):
+                return  # stopping: _deliver_all gives the rows back
+            # The scope's pace, once it has answered 429 (bot/scope_pace.py): the send
+            # waits in line for its turn; a turn far off is waited for in the database,
+            # not in memory past part of the lease.
+            pace = self._paces[scope]
+            if pace.paced(loop.time()):
+                turn = pace.expected_wait(loop.time())
+                if turn > self.lease.total_seconds() / 4:
+                    rows = list(queue)
+                    queue.clear()
+                    at = self.clock.now() + timedelta(seconds=turn)
+                    await self._give_back(rows, at, "waiting for the platform's pace")
+                    continue
+                if not await self._wait_for_turn(target, pace):
+                    return
             try:
-                await self._deliver(sender, row)
+                await self._deliver(sender, row, scope)
             except RateLimited as exc:
                 # This row and the ones after it wait for the platform's Retry-After; the
                 # rows' next attempt time keeps every process from trying before then.
                 metrics.DELIVERIES.labels(sender.platform, "rate_limited").inc()
+                rate = pace.limited(loop.time(), exc.retry_after)
+                if rate is not None:
+                    log.info("%s answered rate limited: pacing it at %.1f/s", scope, rate)
                 at = self.clock.now() + timedelta(seconds=exc.retry_after)
                 # Sends in flight in the same scope may answer 429 too: the later time holds.
                 at = max(at, self._retry_at.get(scope, at))
@@ -416,7 +434,34 @@ class OutboxWorker:
                 gap = sender.min_interval(target)
                 self._gate[target] = max(self._gate[target], loop.time() + gap)
 
-    async def _deliver(self, sender: Sender, row: repo.OutboxRow) -> None:
+    async def _wait_for_turn(self, target: str, pace: ScopePace) -> bool:
+        """Wait for a paced scope's turn; False if the worker is stopping meanwhile."""
+        self._pacing.add(target)
+        self._wake.set()  # a slot's worth of room while this target waits
+        turn = asyncio.ensure_future(pace.turn())
+        stopping = asyncio.ensure_future(self._stopped.wait())
+        try:
+            await asyncio.wait((turn, stopping), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._pacing.discard(target)
+            stopping.cancel()
+            turn.cancel()  # gives up its place in line, unless it has had its turn
+        return not turn.cancelled()
+
+    async def _wait_for_pace(self, target: str, seconds: float) -> bool:
+        """Wait out a target's pace; False if the worker is stopping meanwhile (a scope's
+        turn may be many seconds away: a stop doesn't wait for it)."""
+        self._pacing.add(target)
+        self._wake.set()  # a slot's worth of room while this target waits
+        try:
+            await asyncio.wait_for(self._stopped.wait(), seconds)
+        except TimeoutError:
+            return True
+        finally:
+            self._pacing.discard(target)
+        return False
+
+    async def _deliver(self, sender: Sender, row: repo.OutboxRow, scope: str) -> None:
         out = Outgoing(
             target=row.target,
             message=row.message,
@@ -430,19 +475,23 @@ class OutboxWorker:
                 # arrived: ask the platform before sending again.
                 uncertain = row.reclaimed or row.attempts > 0
                 async with self._slots:
+                    self._check_hold(scope)
                     ref = await sender.find_sent(out) if uncertain else None
                     if ref is None:
                         ref = await sender.post(out)
+                        self._paces[scope].accepted(asyncio.get_running_loop().time())
                 await self._sent(row, ref)
                 return
             original = await self._original_ref(row)
             if original is None:
                 return
             async with self._slots:
+                self._check_hold(scope)
                 if row.op == "edit":
                     await sender.edit(out, original)
                 else:
                     await sender.delete(out, original)
+                self._paces[scope].accepted(asyncio.get_running_loop().time())
             await self._sent(row, original)
         except RateLimited:
             raise
@@ -455,6 +504,14 @@ class OutboxWorker:
         except TemporaryFailure as exc:
             metrics.DELIVERIES.labels(sender.platform, "retried").inc()
             await self._retry(row, str(exc))
+
+    def _check_hold(self, scope: str) -> None:
+        """Raise RateLimited if the scope answered 429 while this send waited for a slot:
+        in a fan-out, hundreds wait, and each would be refused too."""
+        retry_at = self._retry_at.get(scope)
+        if retry_at is not None and retry_at > self.clock.now():
+            remaining = (retry_at - self.clock.now()).total_seconds()
+            raise RateLimited(remaining, "waiting for Retry-After")
 
     async def _original_ref(self, row: repo.OutboxRow) -> str | None:
         """The ref of the message an edit or delete applies to; waits while it is queued."""

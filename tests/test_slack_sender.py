@@ -22,7 +22,7 @@ from adapters.slack.blocks import (
 )
 from adapters.slack.sender import METADATA_EVENT_TYPE, SlackSender
 from bot.app import build
-from bot.clock import ManualClock
+from bot.clock import ManualClock, SystemClock
 from bot.delivery import (
     HoldDelivery,
     Outgoing,
@@ -31,6 +31,7 @@ from bot.delivery import (
     TemporaryFailure,
 )
 from bot.messages import Button, Message, MessageField
+from bot.outbox_worker import OutboxWorker
 from bot.policy_loader import parse_policy
 from bot.settings import Settings
 from bot.tlp import TLP
@@ -484,3 +485,74 @@ def test_rate_limits_are_shared_per_workspace_and_method() -> None:
     assert sender.rate_scope("slack:C1", "post", ephemeral=True) != card  # receipts
     assert sender.rate_scope("slack:C1", "edit", ephemeral=False) != card  # chat.update
     assert sender.rate_scope("slack:T9/C1", "post", ephemeral=False) != card  # a partner's
+
+
+async def _fan_out(db: Database, slack: FakeSlackWebAPI, channels: list[str]) -> OutboxWorker:
+    """One post to each channel queued, and a worker with the real Slack sender (10 sends
+    at once) delivering them, on the real clock the fake's limits run on."""
+    clock = SystemClock()
+    async with db.transaction() as conn:
+        for channel in channels:
+            await outbox_repo.enqueue_post(
+                conn,
+                target=f"slack:{channel}",
+                message=Message(text=f"alert to {channel}"),
+                now=clock.now(),
+            )
+    return OutboxWorker(db, {"slack": _sender(slack)}, clock, concurrency=10)
+
+
+async def test_a_fan_out_into_a_rate_limited_workspace_paces_itself_to_the_limit(
+    db: Database,
+) -> None:
+    # The workspace takes 20 posts a second after a burst of 10 (Slack has such a limit
+    # and publishes no figure). Sent at full concurrency after every Retry-After, the
+    # fan-out would meet a 429 wave after wave (about 10 refused each second); paced at
+    # the rate the workspace showed, it meets the first wave and then almost none.
+    channels = [f"C0W{i:03d}" for i in range(80)]
+    async with FakeSlackWebAPI(workspace_per_minute=1200, workspace_burst=10) as slack:
+        worker = await _fan_out(db, slack, channels)
+        running = asyncio.create_task(worker.run())
+        try:
+            for _ in range(600):
+                if all(slack.posts(c) for c in channels):
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)  # anything doubled would show up now
+        finally:
+            await worker.stop()
+            await running
+        refused = len(slack.calls_to("chat.postMessage")) - sum(
+            len(slack.posts(c)) for c in channels
+        )
+    assert [c for c in channels if len(slack.posts(c)) != 1] == []
+    # The first wave: what was in flight when the workspace first refused (10 at most);
+    # then the probes above the learned rate, a few sends each.
+    assert 1 <= refused <= 16, refused
+    async with db.read() as conn:
+        assert await outbox_repo.count_by_state(conn) == {outbox_repo.SENT: len(channels)}
+
+
+async def test_a_stop_does_not_wait_for_a_paced_workspace_and_leaves_the_rest_queued(
+    db: Database,
+) -> None:
+    # A workspace that takes one post a second: once the worker has learned that, the
+    # rest of a fan-out waits in line for turns seconds away. Stopping doesn't wait for
+    # them: they go back to the queue (not leased to a process that has stopped), and
+    # whatever was sent is recorded once.
+    channels = [f"C0S{i:03d}" for i in range(30)]
+    async with FakeSlackWebAPI(workspace_per_minute=60, workspace_burst=3) as slack:
+        worker = await _fan_out(db, slack, channels)
+        running = asyncio.create_task(worker.run())
+        for _ in range(200):  # until the pace is learned and a paced post has gone
+            if sum(len(slack.posts(c)) for c in channels) >= 5:
+                break
+            await asyncio.sleep(0.05)
+        await worker.stop()
+        await asyncio.wait_for(running, 5)
+        sent = [c for c in channels if slack.posts(c)]
+    assert 5 <= len(sent) < len(channels)
+    assert all(len(slack.posts(c)) == 1 for c in sent)
+    async with db.read() as conn:
+        states = await outbox_repo.count_by_state(conn)
+    assert states == {outbox_repo.SENT: len(sent), outbox_repo.PENDING: len(channels) - len(sent)}
