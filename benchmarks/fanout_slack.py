@@ -7,7 +7,11 @@ or doubled (must be 0). Baselines: the floor the platform's pace sets (one messa
 channel fits in the burst: 0 s, so it bounds nothing here) and a bare slack_sdk
 AsyncWebClient posting the same 1,000 messages with the outbox worker's concurrency.
 Goals, as issue 7 sets them: within 1.5× of the bare client (a bare baseline) and within
-1.1× of the platform's floor (counted only when the floor is above 0 s)."""
+1.1× of the platform's floor (counted only when the floor is above 0 s).
+
+Shown too, not counted: the same fan-out into a workspace with a workspace-wide limit
+(100 posts a second after a burst of 50: a modelled figure, Slack publishes none), against
+the floor that limit sets, with the posts it refused (429)."""
 
 from __future__ import annotations
 
@@ -34,19 +38,25 @@ FLOOR_GOAL = 1.1  # against the platform's pace floor, when it bounds anything
 PACE = 1.0
 FAKE_BURST = 3
 RUNS = 3
+# A workspace-wide limit for the fan-out's second part, modelled (Slack publishes none):
+# chat.postMessage calls a second across the workspace, and how many it takes at once.
+WORKSPACE_PER_SECOND = 100
+WORKSPACE_BURST = 50
 REVIEW = "C0REVIEW"
 INTAKE = "C0TIPS"
 CHANNELS = [f"C0P{i:04d}" for i in range(PARTNERS)]
 
 
-async def ours() -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
+async def ours(
+    **fake_limits: Any,
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
     problems: list[str] = []
     policy = partners_policy(
         [f"slack:{c}" for c in CHANNELS], review=f"slack:{REVIEW}", intake=f"slack:{INTAKE}"
     )
     with tempfile.TemporaryDirectory(prefix="fusionbot-bench-") as tmp:
         async with (
-            TimedSlack(per_channel_per_second=PACE, burst=FAKE_BURST) as fake,
+            TimedSlack(per_channel_per_second=PACE, burst=FAKE_BURST, **fake_limits) as fake,
             fusionbot_run(Path(tmp), fake, policy) as (slack, process, _),
         ):
             started, ack = await release_alert_via_slack(slack, fake, intake=INTAKE, review=REVIEW)
@@ -125,8 +135,17 @@ async def bench() -> Result:
     bare["runs_s"] = [b["last_copy_s"] for b in bares]
     mine["runs_s"] = [r[0]["last_copy_s"] for r in runs]
     floor = max(0, 1 - FAKE_BURST) / PACE  # one message per channel: inside the burst
+    # The same fan-out into a workspace with a workspace-wide limit, a modelled one: Slack
+    # has such a limit and publishes no figure. Its floor is what the limit lets through.
+    limited, _, limited_problems = await ours(
+        workspace_per_minute=60 * WORKSPACE_PER_SECOND, workspace_burst=WORKSPACE_BURST
+    )
+    problems += [f"workspace limit: {p}" for p in limited_problems]
+    workspace_floor = (PARTNERS - WORKSPACE_BURST) / WORKSPACE_PER_SECOND
+    mine["workspace_limited"] = limited
     baseline = {
         "pace_floor_s": floor,
+        "workspace_limited_floor_s": workspace_floor,
         "bare_client": bare,
         "bare_client_concurrency": worker_concurrency(),
     }
@@ -150,6 +169,15 @@ async def bench() -> Result:
                 goal=FLOOR_GOAL,
                 note="" if floor > 0 else "floor 0 s: one message per channel fits the burst",
             ),
+            Comparison(
+                f"last copy arrived, workspace limit {WORKSPACE_PER_SECOND}/s (vs its floor)",
+                limited["last_copy_s"],
+                workspace_floor,
+                "s",
+                goal=FLOOR_GOAL,
+                note="a modelled limit: Slack publishes none",
+            ),
+            Comparison("posts refused (429), workspace limit", limited["posts_refused_429"], None),
             Comparison("first copy arrived", mine["first_copy_s"], None, "s"),
             Comparison("approve ack", mine["approve_ack_ms"], None, "ms"),
             Comparison("copies lost", mine["copies_lost"], 0),
