@@ -30,6 +30,14 @@ from storage.db import Database
 
 log = logging.getLogger(__name__)
 
+
+class _HeldBack(RateLimited):
+    """Not sent: its scope is waiting out a Retry-After another send met."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(retry_after, "waiting for Retry-After")
+
+
 SYSTEM_ACTOR = "system:fusionbot"
 
 # Called inside the transaction that holds a row (row, reason): tell someone who can act.
@@ -414,10 +422,11 @@ class OutboxWorker:
             except RateLimited as exc:
                 # This row and the ones after it wait for the platform's Retry-After; the
                 # rows' next attempt time keeps every process from trying before then.
-                metrics.DELIVERIES.labels(sender.platform, "rate_limited").inc()
-                rate = pace.limited(loop.time(), exc.retry_after)
-                if rate is not None:
-                    log.info("%s answered rate limited: pacing it at %.1f/s", scope, rate)
+                if not isinstance(exc, _HeldBack):  # the platform's own answer
+                    metrics.DELIVERIES.labels(sender.platform, "rate_limited").inc()
+                    rate = pace.limited(loop.time(), exc.retry_after)
+                    if rate is not None:
+                        log.info("%s answered rate limited: pacing it at %.1f/s", scope, rate)
                 at = self.clock.now() + timedelta(seconds=exc.retry_after)
                 # Sends in flight in the same scope may answer 429 too: the later time holds.
                 at = max(at, self._retry_at.get(scope, at))
@@ -449,8 +458,8 @@ class OutboxWorker:
         return not turn.cancelled()
 
     async def _wait_for_pace(self, target: str, seconds: float) -> bool:
-        """Wait out a target's pace; False if the worker is stopping meanwhile (a scope's
-        turn may be many seconds away: a stop doesn't wait for it)."""
+        """Wait out a target's own pace (Slack: a second a channel); False if the worker
+        is stopping meanwhile."""
         self._pacing.add(target)
         self._wake.set()  # a slot's worth of room while this target waits
         try:
@@ -506,12 +515,11 @@ class OutboxWorker:
             await self._retry(row, str(exc))
 
     def _check_hold(self, scope: str) -> None:
-        """Raise RateLimited if the scope answered 429 while this send waited for a slot:
-        in a fan-out, hundreds wait, and each would be refused too."""
+        """Hold the send back if its scope answered 429 while it waited for a slot: in a
+        fan-out hundreds wait, and each would be refused too."""
         retry_at = self._retry_at.get(scope)
         if retry_at is not None and retry_at > self.clock.now():
-            remaining = (retry_at - self.clock.now()).total_seconds()
-            raise RateLimited(remaining, "waiting for Retry-After")
+            raise _HeldBack((retry_at - self.clock.now()).total_seconds())
 
     async def _original_ref(self, row: repo.OutboxRow) -> str | None:
         """The ref of the message an edit or delete applies to; waits while it is queued."""

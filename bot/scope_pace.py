@@ -7,7 +7,8 @@ fan-out would meet the same 429 with every wave: the allowance's burst goes thro
 the rest is refused, so it goes at about a burst a Retry-After, with thousands of refused
 calls. So after a scope's first 429 the worker spaces its sends at a rate estimated from
 what the scope accepted just before, probes upwards (doubling each second) until the next
-429, and from then on creeps up slowly — the scope's own limit, found by the platform's
+429, steps back to the last rate that went through, and from then on creeps up 5% a
+second (10% back at each refusal) — the scope's own limit, found by the platform's
 answers, not a figure configured in advance. A scope idle for a while goes back to
 unpaced: its allowance has refilled, and its next burst may go at once.
 
@@ -52,6 +53,7 @@ class ScopePace:
         self._ticker: asyncio.Task[None] | None = None
 
     def paced(self, now: float) -> bool:
+        """Whether sends in this scope wait for turns (it has answered 429 lately)."""
         if self.rate is not None and not self._waiters:
             if now - max(self._last_send, self._next) > FORGET_AFTER:
                 self.rate = None  # idle long enough for the allowance to refill
