@@ -4,6 +4,7 @@ Slack's refusals become the outbox's errors (wait, retry, give up, hold)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -487,9 +488,13 @@ def test_rate_limits_are_shared_per_workspace_and_method() -> None:
     assert sender.rate_scope("slack:T9/C1", "post", ephemeral=False) != card  # a partner's
 
 
-async def _fan_out(db: Database, slack: FakeSlackWebAPI, channels: list[str]) -> OutboxWorker:
+@contextlib.asynccontextmanager
+async def _fanning_out(
+    db: Database, slack: FakeSlackWebAPI, channels: list[str]
+) -> AsyncIterator[None]:
     """One post to each channel queued, and a worker with the real Slack sender (10 sends
-    at once) delivering them, on the real clock the fake's limits run on."""
+    at once) delivering them, on the real clock the fake's limits run on; stopped on the
+    way out, which must take no more than a few seconds."""
     clock = SystemClock()
     async with db.transaction() as conn:
         for channel in channels:
@@ -499,7 +504,24 @@ async def _fan_out(db: Database, slack: FakeSlackWebAPI, channels: list[str]) ->
                 message=Message(text=f"alert to {channel}"),
                 now=clock.now(),
             )
-    return OutboxWorker(db, {"slack": _sender(slack)}, clock, concurrency=10)
+    worker = OutboxWorker(db, {"slack": _sender(slack)}, clock, concurrency=10)
+    running = asyncio.create_task(worker.run())
+    try:
+        yield
+    finally:
+        await worker.stop()
+        await asyncio.wait_for(running, 5)
+
+
+async def _until_posted(
+    slack: FakeSlackWebAPI, channels: list[str], count: int, seconds: float
+) -> None:
+    """Until ``count`` of the channels have their post (polled: the fake offers nothing to
+    wait on), or ``seconds`` have passed."""
+    for _ in range(int(seconds / 0.05)):
+        if sum(1 for c in channels if slack.posts(c)) >= count:
+            return
+        await asyncio.sleep(0.05)
 
 
 async def test_a_fan_out_into_a_rate_limited_workspace_paces_itself_to_the_limit(
@@ -511,17 +533,9 @@ async def test_a_fan_out_into_a_rate_limited_workspace_paces_itself_to_the_limit
     # the rate the workspace showed, it meets the first wave and then almost none.
     channels = [f"C0W{i:03d}" for i in range(80)]
     async with FakeSlackWebAPI(workspace_per_minute=1200, workspace_burst=10) as slack:
-        worker = await _fan_out(db, slack, channels)
-        running = asyncio.create_task(worker.run())
-        try:
-            for _ in range(600):
-                if all(slack.posts(c) for c in channels):
-                    break
-                await asyncio.sleep(0.05)
+        async with _fanning_out(db, slack, channels):
+            await _until_posted(slack, channels, len(channels), seconds=30)
             await asyncio.sleep(0.3)  # anything doubled would show up now
-        finally:
-            await worker.stop()
-            await running
         refused = len(slack.calls_to("chat.postMessage")) - sum(
             len(slack.posts(c)) for c in channels
         )
@@ -542,14 +556,9 @@ async def test_a_stop_does_not_wait_for_a_paced_workspace_and_leaves_the_rest_qu
     # whatever was sent is recorded once.
     channels = [f"C0S{i:03d}" for i in range(30)]
     async with FakeSlackWebAPI(workspace_per_minute=60, workspace_burst=3) as slack:
-        worker = await _fan_out(db, slack, channels)
-        running = asyncio.create_task(worker.run())
-        for _ in range(200):  # until the pace is learned and a paced post has gone
-            if sum(len(slack.posts(c)) for c in channels) >= 5:
-                break
-            await asyncio.sleep(0.05)
-        await worker.stop()
-        await asyncio.wait_for(running, 5)
+        async with _fanning_out(db, slack, channels):
+            # Until the pace is learned (after the burst of 3) and paced posts have gone.
+            await _until_posted(slack, channels, 5, seconds=10)
         sent = [c for c in channels if slack.posts(c)]
     assert 5 <= len(sent) < len(channels)
     assert all(len(slack.posts(c)) == 1 for c in sent)
