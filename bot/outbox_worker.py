@@ -190,6 +190,8 @@ class OutboxWorker:
                 self.wake()  # rows come due with time (retries, scheduled sends, leases)
         await self._finish_busy()
         await self._release_handed()
+        for pace in self._paces.values():
+            pace.close()
 
     async def _release_handed(self) -> None:
         """Rows handed over but not started when the worker stops go back to the queue

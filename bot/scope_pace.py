@@ -75,6 +75,11 @@ class ScopePace:
             self._ticker = asyncio.create_task(self._tick())
         await waiter
 
+    def close(self) -> None:
+        """Stop the ticker (the worker is stopping; whoever waited has given up)."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+
     async def _tick(self) -> None:
         loop = asyncio.get_running_loop()
         while self._waiters:
