@@ -372,8 +372,9 @@ async def test_sends_in_flight_never_exceed_the_workers_concurrency(db) -> None:
 
 async def test_a_channel_waiting_for_its_pace_holds_no_send_slot(db) -> None:
     # One slot, and a channel with a backlog it may only send once a second: another
-    # channel's message goes out at once, not after the whole backlog.
-    pace = 0.3
+    # channel's message goes out at once, not after the whole backlog. (A pace long enough
+    # that a slow commit on a loaded machine, 0.24 s once, doesn't pass for a held slot.)
+    pace = 0.6
     clock = ManualClock(START)
     platform = PlatformDouble(interval=pace)
     worker = OutboxWorker(db, {"console": platform}, clock, concurrency=1)
