@@ -1,5 +1,6 @@
 """The bot's Matrix login: one device for good, by password or access token; clear
-refusals for wrong credentials (against a real Synapse)."""
+refusals for wrong credentials (against a real Synapse); its key store keeps what nio
+gives it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from nio.crypto import OlmAccount
 
+from adapters.matrix.key_store import KeyStore
 from adapters.matrix.session import MatrixAccount, MatrixLoginError, open_session
 from storage.db import Database
 from tests.matrix_server import SynapseServer
@@ -71,3 +74,15 @@ async def test_wrong_credentials_are_refused_clearly(
             database,
             tmp_path,
         )
+
+
+def test_the_key_store_keeps_every_encrypted_room_across_a_restart(tmp_path: Path) -> None:
+    # nio hands the store the encrypted rooms it saw after every sync; the bot's store
+    # skips those it saved already, and still has every one of them at the next start.
+    store = KeyStore("@bot:example.org", "DEVICE", str(tmp_path))
+    store.save_account(OlmAccount())
+    a, b = "!a:example.org", "!b:example.org"
+    for seen in (set(), {a}, {a}, {a, b}, set()):
+        store.save_encrypted_rooms(seen)
+    restarted = KeyStore("@bot:example.org", "DEVICE", str(tmp_path))
+    assert restarted.load_encrypted_rooms() == {a, b}

@@ -21,6 +21,7 @@ from urllib.parse import quote
 from aiohttp import ClientError
 from nio import AsyncClient, AsyncClientConfig, ErrorResponse, LoginResponse, WhoamiResponse
 
+from adapters.matrix.key_store import KeyStore
 from storage.bot_state_repo import get_state, put_state
 from storage.db import Database
 
@@ -51,9 +52,11 @@ def state_key(user_id: str, name: str) -> str:
 
 def client_config() -> AsyncClientConfig:
     # Rate limits reach the outbox (which paces rooms) instead of nio sleeping inside a
-    # send; sync tokens are kept in our database, not nio's store.
+    # send; sync tokens are kept in our database, not nio's store; nio's store without
+    # its no-op write per sync (adapters/matrix/key_store.py).
     return AsyncClientConfig(
         encryption_enabled=True,
+        store=KeyStore,
         store_sync_tokens=False,
         max_limit_exceeded=0,
         max_timeouts=2,
