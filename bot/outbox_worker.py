@@ -403,7 +403,7 @@ class OutboxWorker:
             # officer's receipt must not queue behind everyone else's.
             paced = row.ephemeral_to is None
             wait = self._gate[target] - loop.time()
-            if paced and wait > 0 and not await self._wait_for_pace(target, wait):
+            if paced and wait > 0 and not await self._wait_paced(target, asyncio.sleep(wait)):
                 return  # stopping: _deliver_all gives the rows back
             # The scope's pace, once it has answered 429 (bot/scope_pace.py): the send
             # waits in line for its turn; a turn far off is waited for in the database,
@@ -417,7 +417,7 @@ class OutboxWorker:
                     at = self.clock.now() + timedelta(seconds=turn)
                     await self._give_back(rows, at, "waiting for the platform's pace")
                     continue
-                if not await self._wait_for_turn(target, pace):
+                if not await self._wait_paced(target, pace.turn()):
                     return
             try:
                 await self._deliver(sender, row, scope)
@@ -445,32 +445,21 @@ class OutboxWorker:
                 gap = sender.min_interval(target)
                 self._gate[target] = max(self._gate[target], loop.time() + gap)
 
-    async def _wait_for_turn(self, target: str, pace: ScopePace) -> bool:
-        """Wait for a paced scope's turn; False if the worker is stopping meanwhile."""
+    async def _wait_paced(self, target: str, waiting: Awaitable[Any]) -> bool:
+        """Wait for a target's own pace (Slack: a second a channel) or its scope's turn,
+        holding no send slot; False if the worker is stopping meanwhile (a scope's turn
+        may be seconds away: a stop doesn't wait for it)."""
         self._pacing.add(target)
         self._wake.set()  # a slot's worth of room while this target waits
-        turn = asyncio.ensure_future(pace.turn())
+        waited = asyncio.ensure_future(waiting)
         stopping = asyncio.ensure_future(self._stopped.wait())
         try:
-            await asyncio.wait((turn, stopping), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((waited, stopping), return_when=asyncio.FIRST_COMPLETED)
         finally:
             self._pacing.discard(target)
             stopping.cancel()
-            turn.cancel()  # gives up its place in line, unless it has had its turn
-        return not turn.cancelled()
-
-    async def _wait_for_pace(self, target: str, seconds: float) -> bool:
-        """Wait out a target's own pace (Slack: a second a channel); False if the worker
-        is stopping meanwhile."""
-        self._pacing.add(target)
-        self._wake.set()  # a slot's worth of room while this target waits
-        try:
-            await asyncio.wait_for(self._stopped.wait(), seconds)
-        except TimeoutError:
-            return True
-        finally:
-            self._pacing.discard(target)
-        return False
+            waited.cancel()  # a turn not yet had gives up its place in line
+        return not waited.cancelled()
 
     async def _deliver(self, sender: Sender, row: repo.OutboxRow, scope: str) -> None:
         out = Outgoing(

@@ -103,8 +103,7 @@ class ScopePace:
         """The platform took a send (whatever its answer, it counted against the limit)."""
         self._accepted.append(now)
         self._last_send = now
-        while self._accepted[0] < now - WINDOW:
-            self._accepted.popleft()
+        self._trim(now)
 
     def limited(self, now: float, retry_after: float) -> float | None:
         """A 429 with this Retry-After (the worker holds the scope that long). Returns the
@@ -117,8 +116,7 @@ class ScopePace:
             self._resume = max(self._resume, now + retry_after)
             return None
         self._resume = now + retry_after
-        while self._accepted and self._accepted[0] < now - WINDOW:
-            self._accepted.popleft()
+        self._trim(now)
         self._raised = self._resume  # no growth counted during the hold
         if self.rate is not None:
             # Refused while paced: back to the last rate that went a whole step without
@@ -133,3 +131,7 @@ class ScopePace:
         window = max(MIN_WINDOW, now - self._accepted[0])
         self.rate = max(SLOWEST, MARGIN * len(self._accepted) / window)
         return self.rate
+
+    def _trim(self, now: float) -> None:
+        while self._accepted and self._accepted[0] < now - WINDOW:
+            self._accepted.popleft()

@@ -43,9 +43,9 @@ _MOVE_HEAD = (
 # during the commit by migration 0007's deferred trigger, so the chain's head is locked
 # only inside the server, for the commit (locked from the append to the commit, it
 # serialised every audited action through its last round trips: benchmarks/audit_chain
-# measured a p95 1.8-2.4x a plain log table's, ten actions at once). The database numbers the row and hashes the canonical
-# form entry_hash() hashes with the id and the previous hash filled in (to_json quotes
-# the hash as Python's json does): SHA-256 in hex.
+# measured a p95 1.8-2.4x a plain log table's, ten actions at once). The database numbers
+# the row and hashes the canonical form entry_hash() hashes with the id and the previous
+# hash filled in (to_json quotes the hash as Python's json does): SHA-256 in hex.
 _QUEUE_PG = audit_pending.insert()
 
 
