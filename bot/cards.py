@@ -71,15 +71,10 @@ def state_line(tip: Tip | TipLine) -> str:
     return line
 
 
-def review_card(
-    tip: Tip, notes: list[TipNote], similar: list[Similar], tz: ZoneInfo, *, overdue: bool = False
-) -> Message:
+def tip_fields(tip: Tip, tz: ZoneInfo) -> list[MessageField]:
+    """What a tip reports and where it stands: the review card's fields, and those of
+    ``!status T-1``, so the two can't drift apart. Not for a purged tip (no content)."""
     category = CATEGORIES[tip.category]
-    if tip.purged_at is not None:
-        return Message(
-            header=f"{tip.ref} · PURGED",
-            text="Content removed under the retention policy (28 CFR Part 23).",
-        )
     fields = [
         MessageField(label="State", value=state_line(tip)),
         MessageField(label="Category", value=f"{category.code} — {category.label}"),
@@ -96,6 +91,19 @@ def review_card(
     fields.append(
         MessageField(label="Filed", value=f"{local_time(tip.filed_at, tz)} by {tip.officer}")
     )
+    return fields
+
+
+def review_card(
+    tip: Tip, notes: list[TipNote], similar: list[Similar], tz: ZoneInfo, *, overdue: bool = False
+) -> Message:
+    category = CATEGORIES[tip.category]
+    if tip.purged_at is not None:
+        return Message(
+            header=f"{tip.ref} · PURGED",
+            text="Content removed under the retention policy (28 CFR Part 23).",
+        )
+    fields = tip_fields(tip, tz)
     for note in notes:
         who = "Q" if note.kind == "ask" else "A"
         fields.append(MessageField(label=f"{who} ({note.actor})", value=note.text))

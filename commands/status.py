@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.cards import local_time, state_line, status_line
+from bot.cards import status_line, tip_fields
 from bot.errors import UserError
 from bot.messages import Message, MessageField
 from bot.tips import parse_tip_ref
@@ -34,17 +34,10 @@ async def status(ctx: Context, args: str) -> None:
                     f"You can see only the tips you filed; {tip.ref} is not one of them."
                 )
             notes = await tips_repo.notes_for(conn, tip.id)
-            # The list's line names the tip and its summary, which the header and text
-            # already show here: the fields say where it stands and since when.
-            state = (
-                "purged under the retention policy"
-                if tip.purged_at is not None
-                else state_line(tip)
-            )
-            fields = [
-                MessageField(label="State", value=state),
-                MessageField(label="Filed", value=local_time(tip.filed_at, tz)),
-            ]
+            if tip.purged_at is None:
+                fields = tip_fields(tip, tz)  # as its card shows it
+            else:
+                fields = [MessageField(label="State", value="purged under the retention policy")]
             fields += [
                 MessageField(label="Question" if n.kind == "ask" else "Answer", value=n.text)
                 for n in notes

@@ -100,9 +100,12 @@ async def test_status_shows_officers_their_own_tips(db) -> None:
 
     out = await h.say("@olly @bot !status T-1")
     assert "Man photographing the substation fence" in out[0]
-    # One tip in full: its state once, not the list's line again (id, time, summary).
+    # One tip in full, as its card has it: what was reported and where it stands, once
+    # (not the list's line again: id, time and summary).
     assert out[0].count("Man photographing") == 1 and out[0].count("T-1") == 1, out[0]
-    assert "State: NEW\n" in out[0] and "Filed: " in out[0], out[0]
+    for field in ("State: NEW\n", "Category: PHOTO", "Urgency: priority", "Location: 5th & Main"):
+        assert field in out[0], (field, out[0])
+    assert "Filed: " in out[0] and "by console:olly" in out[0], out[0]
 
     out = await h.say("@ana #review !status")
     assert "Open tips (2)" in out[0]
