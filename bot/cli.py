@@ -350,9 +350,11 @@ def audit_verify() -> None:
 
     report = asyncio.run(verify())
     if report.ok:
-        typer.echo(f"audit log intact: {report.checked} rows verified")
+        rows = "row" if report.checked == 1 else "rows"
+        typer.echo(f"audit log intact: {report.checked} {rows} verified")
         return
-    typer.echo(f"AUDIT LOG BROKEN ({len(report.problems)} problems):", err=True)
+    problems = len(report.problems)
+    typer.echo(f"AUDIT LOG BROKEN ({problems} problem{'s' if problems != 1 else ''}):", err=True)
     for problem in report.problems:
         typer.echo(f"  {problem}", err=True)
     raise typer.Exit(1)

@@ -73,6 +73,7 @@ def test_audit_verify_passes_then_detects_tampering(tmp_path: Path) -> None:
     broken = fusionbot("audit", "verify", env=env, cwd=tmp_path)
     assert broken.returncode == 1
     assert "row 2 was edited" in broken.stderr
+    assert broken.stderr.startswith("AUDIT LOG BROKEN (1 problem):"), broken.stderr
 
 
 def test_policy_check(tmp_path: Path) -> None:

@@ -101,9 +101,8 @@ class ConsoleAdapter:
                 if platform == "console"
                 else f"for {platform}, which this process doesn't run"
             )
-            self._say(
-                f"{count} message(s) kept in the outbox {where}; they go out on a later start."
-            )
+            messages = "1 message" if count == 1 else f"{count} messages"
+            self._say(f"{messages} kept in the outbox {where}; they go out on a later start.")
         return remaining
 
     def _read_in_background(self) -> asyncio.Queue[str]:
