@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from bot.categories import CATEGORIES, PART_B_NOTE
 from bot.messages import Button, Message, MessageField
 from bot.similarity import Similar
-from bot.tips import Tip, TipNote, TipState
+from bot.tips import Tip, TipNote, TipState, Urgency
 
 STATE_BADGE = {
     TipState.NEW: "NEW",
@@ -35,6 +35,7 @@ class TipLine(NamedTuple):
     duplicate_of: int | None
     filed_at: datetime
     purged_at: datetime | None
+    urgency: Urgency
 
     @property
     def ref(self) -> str:
@@ -154,4 +155,7 @@ def _short(text: str, limit: int = 60) -> str:
 def status_line(tip: Tip | TipLine, tz: ZoneInfo) -> str:
     if tip.purged_at is not None:
         return f"{tip.ref} · purged under the retention policy"
-    return f"{tip.ref} · {state_line(tip)} · {local_time(tip.filed_at, tz)} · {_short(tip.summary)}"
+    return (
+        f"{tip.ref} · {tip.urgency.value} · {state_line(tip)} · "
+        f"{local_time(tip.filed_at, tz)} · {_short(tip.summary)}"
+    )

@@ -11,13 +11,16 @@ from commands.context import Context
 from commands.registry import Role, command
 from storage import tips_repo
 
+# The analysts' queue as one message: a phone screen's worth of lines.
+QUEUE_SHOWN = 20
+
 
 @command(
     "status",
     role=Role.ANYONE,
     usage="[T-1]",
     summary="Your tips and where each stands; with an id, one tip in full. "
-    "Analysts without an id see the open queue.",
+    "Analysts without an id see the open queue, most urgent first.",
 )
 async def status(ctx: Context, args: str) -> None:
     core = ctx.core
@@ -47,9 +50,21 @@ async def status(ctx: Context, args: str) -> None:
             summary = tip.summary if tip.purged_at is None else "(content purged)"
             message = Message(header=tip.ref, text=summary, fields=fields)
         elif core.policy.is_analyst(ctx.actor):
-            queue = await tips_repo.tips_in_queue(conn)
+            queue = await tips_repo.tips_in_queue(conn, limit=QUEUE_SHOWN)
             lines = [status_line(t, tz) for t in queue] or ["The queue is empty."]
-            message = Message(header=f"Open tips ({len(queue)})", text="\n".join(lines))
+            # Counted only when the list is full: then more may be waiting than it shows.
+            total = await tips_repo.open_tip_count(conn) if len(queue) == QUEUE_SHOWN else 0
+            footer = None
+            if total > len(queue):
+                footer = (
+                    f"The {len(queue)} most urgent shown, oldest first within each urgency. "
+                    f"{ctx.spell('status')} T-12 shows one tip in full."
+                )
+            message = Message(
+                header=f"Open tips ({max(total, len(queue)):,})",
+                text="\n".join(lines),
+                footer=footer,
+            )
         else:
             mine = await tips_repo.tips_by_officer(conn, ctx.actor)
             lines = [status_line(t, tz) for t in mine] or [

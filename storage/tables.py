@@ -72,6 +72,15 @@ OPEN_TIP = and_(
 # The most recent open tips (the window "similar open tips" looks in) without reading the
 # closed ones between them.
 Index("ix_tips_open", tips.c.id, sqlite_where=OPEN_TIP, postgresql_where=OPEN_TIP)
+# The analysts' queue, most urgent first and then oldest first: the urgencies' names sort
+# in their order of urgency (immediate < priority < routine; tests/test_status_lines.py).
+Index(
+    "ix_tips_queue",
+    tips.c.urgency,
+    tips.c.id,
+    sqlite_where=OPEN_TIP,
+    postgresql_where=OPEN_TIP,
+)
 
 tip_notes = Table(
     "tip_notes",

@@ -384,9 +384,16 @@ async def tips_by_officer(conn: AsyncConnection, officer: str, *, limit: int = 1
 
 
 async def tips_in_queue(conn: AsyncConnection, *, limit: int = 20) -> list[TipLine]:
-    """Open tips, oldest first: the analysts' queue, as status lines."""
+    """Open tips, most urgent first and oldest first within an urgency: the analysts'
+    queue (its first ``limit``), as status lines."""
     query = _QUEUE_SQLITE if conn.dialect.name == "sqlite" else _QUEUE
     return [_line(*r) for r in await conn.execute(query, {"limit": limit})]
+
+
+async def open_tip_count(conn: AsyncConnection) -> int:
+    """How many tips are open: the whole queue, of which ``tips_in_queue`` shows the top."""
+    query = _OPEN_COUNT_SQLITE if conn.dialect.name == "sqlite" else _OPEN_COUNT
+    return int((await conn.execute(query)).scalar_one())
 
 
 # A status line's columns only (bot.cards.TipLine), in its order, read by position: with
@@ -402,8 +409,10 @@ _LINE_COLUMNS = (
     tips.c.duplicate_of,
     tips.c.filed_at,
     tips.c.purged_at,
+    tips.c.urgency,
 )
 _STATES = {state.value: state for state in TipState}
+_URGENCIES = {urgency.value: urgency for urgency in Urgency}
 
 
 def _line(
@@ -415,9 +424,18 @@ def _line(
     duplicate_of: int | None,
     filed_at: datetime,
     purged_at: datetime | None,
+    urgency: str,
 ) -> TipLine:
     return TipLine(
-        tip_id, summary, _STATES[state], claimed_by, decided_by, duplicate_of, filed_at, purged_at
+        tip_id,
+        summary,
+        _STATES[state],
+        claimed_by,
+        decided_by,
+        duplicate_of,
+        filed_at,
+        purged_at,
+        _URGENCIES[urgency],
     )
 
 
@@ -428,13 +446,24 @@ _BY_OFFICER = (
     .order_by(tips.c.id.desc())
     .limit(bindparam("limit"))
 )
-_QUEUE = select(*_LINE_COLUMNS).where(OPEN_TIP).order_by(tips.c.id).limit(bindparam("limit"))
+# Most urgent first: the urgencies' names sort in their order (ix_tips_queue relies on it).
+_QUEUE = (
+    select(*_LINE_COLUMNS)
+    .where(OPEN_TIP)
+    .order_by(tips.c.urgency, tips.c.id)
+    .limit(bindparam("limit"))
+)
 # As for the similar tips' window: without statistics SQLite would sort every open tip
-# found through ix_tips_state instead of reading the first few of ix_tips_open.
+# found through ix_tips_state instead of reading the first few of ix_tips_queue.
 _QUEUE_SQLITE = text(
     f"SELECT {', '.join(f'tips.{c.name}' for c in _LINE_COLUMNS)} FROM tips "
-    f"INDEXED BY ix_tips_open WHERE {_OPEN_TIP_SQLITE} ORDER BY tips.id LIMIT :limit"
+    f"INDEXED BY ix_tips_queue WHERE {_OPEN_TIP_SQLITE} "
+    "ORDER BY tips.urgency, tips.id LIMIT :limit"
 ).columns(*_LINE_COLUMNS)
+_OPEN_COUNT = select(func.count()).select_from(tips).where(OPEN_TIP)
+_OPEN_COUNT_SQLITE = text(
+    f"SELECT count(*) FROM tips INDEXED BY ix_tips_open WHERE {_OPEN_TIP_SQLITE}"
+)
 
 
 # --- SLA reminders and retention (28 CFR Part 23) -----------------------------------------

@@ -59,7 +59,7 @@ def test_console_reads_script_prints_what_the_bot_posts_and_exits_zero(tmp_path:
     assert "line 5: expected: @<name> #<channel> <text>" in result.stderr
     # The database survives the session: a second run sees the tip.
     again = fusionbot("console", stdin="@olly @bot !status\n", env=env, cwd=tmp_path)
-    assert "T-1 · APPROVED" in again.stdout
+    assert "T-1 · routine · APPROVED" in again.stdout
 
 
 def test_audit_verify_passes_then_detects_tampering(tmp_path: Path) -> None:

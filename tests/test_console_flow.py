@@ -93,7 +93,7 @@ async def test_status_shows_officers_their_own_tips(db) -> None:
     await h.say(TIP)
     await h.say("@otto #tips !tip Someone else's tip about a van | category: survl")
     out = await h.say("@olly @bot !status")
-    assert "T-1 · NEW" in out[0] and "T-2" not in out[0]
+    assert "T-1 · priority · NEW" in out[0] and "T-2" not in out[0]
 
     out = await h.say("@otto @bot !status T-1")
     assert "You can see only the tips you filed" in out[0]

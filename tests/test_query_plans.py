@@ -87,6 +87,7 @@ async def plans_of_hot_statements(db: Database, path: Path) -> dict[str, str]:
             ("outbox depth", lambda: outbox_repo.waiting_by_platform(conn)),
             ("similar tips", lambda: _similar(conn)),
             ("queue", lambda: tips_repo.tips_in_queue(conn)),
+            ("open tips counted", lambda: tips_repo.open_tip_count(conn)),
         ):
             seen.clear()
             await call()
@@ -128,5 +129,8 @@ async def test_hot_statements_use_their_indexes_with_or_without_statistics(
         await db.dispose()
     for name in ("take over leases", "claim new rows", "outbox depth"):
         assert "ix_outbox_due" in plans[name] and "SCAN outbox" not in plans[name], plans
-    for name in ("similar tips", "queue"):
-        assert "ix_tips_open" in plans[name] and "ix_tips_state" not in plans[name], plans
+    assert "ix_tips_open" in plans["similar tips"], plans
+    assert "ix_tips_queue" in plans["queue"] and "TEMP B-TREE" not in plans["queue"], plans
+    for name in ("similar tips", "queue", "open tips counted"):
+        assert "ix_tips_state" not in plans[name], plans
+    assert "ix_tips_open" in plans["open tips counted"], plans

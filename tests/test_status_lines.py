@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.cards import local_time, status_line
+from bot.tips import Urgency
 from storage import tips_repo
 from tests.harness import ConsoleHarness, lines_for
 
@@ -49,14 +50,45 @@ async def test_status_lines_read_as_the_whole_tips_do_in_every_state(db) -> None
     queue = lines_for(await h.say("@ana #review !status"), "@ana")[0]
     assert shown(queue) == await whole_tip_lines(h, [1, 2, 3, 7])
     assert "Open tips (4)" in queue
-    assert "T-2 · CLAIMED · console:ana · " in queue
-    assert "T-3 · NEEDS INFO · console:ana · waiting for the officer's answer · " in queue
+    assert "T-2 · routine · CLAIMED · console:ana · " in queue
+    assert "T-3 · routine · NEEDS INFO · console:ana · waiting for the officer's answer · " in queue
 
     mine = lines_for(await h.say("@olly #tips !status"), "@olly")[0]
     assert shown(mine) == await whole_tip_lines(h, [7, 6, 5, 4, 3, 2, 1])
-    assert "T-6 · DUPLICATE · by console:ana of T-1 · " in mine
+    assert "T-6 · routine · DUPLICATE · by console:ana of T-1 · " in mine
     assert "T-5 · purged under the retention policy" in mine
-    assert "T-4 · APPROVED · by console:ana · " in mine
+    assert "T-4 · routine · APPROVED · by console:ana · " in mine
+
+
+async def test_the_queue_shows_the_most_urgent_first_and_counts_them_all(db) -> None:
+    h = ConsoleHarness(db)
+    for n in range(22):
+        await h.say(f"@olly #tips !tip Routine tip {n} | urgency: routine")
+    await h.say("@olly #tips !tip Priority tip | urgency: priority")
+    await h.say("@olly #tips !tip Second priority tip | urgency: priority")
+    await h.say("@olly #tips !tip Immediate tip | urgency: immediate")
+
+    queue = lines_for(await h.say("@ana #review !status"), "@ana")[0]
+    ids = [line.split(" · ")[0] for line in shown(queue) if line.startswith("T-")]
+    # All 25 counted; 20 shown: immediate, then priority, then routine, oldest first in each.
+    assert queue.startswith("@ana Open tips (25)"), queue
+    assert ids == ["T-25", "T-23", "T-24", *(f"T-{n}" for n in range(1, 18))], ids
+    assert "T-25 · immediate · NEW · " in queue
+    assert "The 20 most urgent shown, oldest first within each urgency." in queue
+
+    await h.say("@ana #review !claim T-25")
+    await h.say("@ana #review !reject T-25 Already handled by patrol")
+    queue = lines_for(await h.say("@ana #review !status"), "@ana")[0]
+    assert queue.startswith("@ana Open tips (24)") and "T-25" not in queue, queue
+
+
+def test_urgency_names_sort_in_their_order_of_urgency() -> None:
+    """The queue's index orders by the urgency's name (storage/tables.py ix_tips_queue)."""
+    assert sorted(Urgency, key=lambda u: u.value) == [
+        Urgency.IMMEDIATE,
+        Urgency.PRIORITY,
+        Urgency.ROUTINE,
+    ]
 
 
 def test_local_times_read_as_strftime_gives_them() -> None:
