@@ -11,8 +11,10 @@ from commands.context import Context
 from commands.registry import Role, command
 from storage import tips_repo
 
-# The analysts' queue as one message: a phone screen's worth of lines.
+# The analysts' queue, and an officer's own tips, as one message each: a phone screen's
+# worth of lines.
 QUEUE_SHOWN = 20
+MINE_SHOWN = 10
 
 
 @command(
@@ -66,9 +68,17 @@ async def status(ctx: Context, args: str) -> None:
                 footer=footer,
             )
         else:
-            mine = await tips_repo.tips_by_officer(conn, ctx.actor)
+            mine = await tips_repo.tips_by_officer(conn, ctx.actor, limit=MINE_SHOWN)
             lines = [status_line(t, tz) for t in mine] or [
                 f"You have filed no tips yet. File one with {ctx.spell('tip')} <what you saw>."
             ]
-            message = Message(header="Your tips", text="\n".join(lines))
+            total = (
+                await tips_repo.tip_count_by_officer(conn, ctx.actor)
+                if len(mine) == MINE_SHOWN
+                else 0
+            )
+            header = "Your tips"
+            if total > len(mine):
+                header = f"Your tips: the {len(mine)} most recent of {total:,}"
+            message = Message(header=header, text="\n".join(lines))
     await ctx.answer(message)

@@ -383,6 +383,11 @@ async def tips_by_officer(conn: AsyncConnection, officer: str, *, limit: int = 1
     return [_line(*r) for r in rows]
 
 
+async def tip_count_by_officer(conn: AsyncConnection, officer: str) -> int:
+    """How many tips an officer has filed: of which ``tips_by_officer`` shows the latest."""
+    return int((await conn.execute(_COUNT_BY_OFFICER, {"officer": officer})).scalar_one())
+
+
 async def tips_in_queue(conn: AsyncConnection, *, limit: int = 20) -> list[TipLine]:
     """Open tips, most urgent first and oldest first within an urgency: the analysts'
     queue (its first ``limit``), as status lines."""
@@ -445,6 +450,9 @@ _BY_OFFICER = (
     .where(tips.c.officer == bindparam("officer"))
     .order_by(tips.c.id.desc())
     .limit(bindparam("limit"))
+)
+_COUNT_BY_OFFICER = (
+    select(func.count()).select_from(tips).where(tips.c.officer == bindparam("officer"))
 )
 # Most urgent first: the urgencies' names sort in their order (ix_tips_queue relies on it).
 _QUEUE = (

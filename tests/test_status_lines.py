@@ -82,6 +82,16 @@ async def test_the_queue_shows_the_most_urgent_first_and_counts_them_all(db) -> 
     assert queue.startswith("@ana Open tips (24)") and "T-25" not in queue, queue
 
 
+async def test_an_officer_sees_the_latest_tips_and_how_many_there_are(db) -> None:
+    h = ConsoleHarness(db)
+    for n in range(12):
+        await h.say(f"@olly #tips !tip Tip number {n}")
+    mine = lines_for(await h.say("@olly #tips !status"), "@olly")[0]
+    ids = [line.split(" · ")[0] for line in shown(mine)]
+    assert mine.startswith("@olly Your tips: the 10 most recent of 12\n"), mine
+    assert ids == [f"T-{n}" for n in range(12, 2, -1)], ids
+
+
 def test_urgency_names_sort_in_their_order_of_urgency() -> None:
     """The queue's index orders by the urgency's name (storage/tables.py ix_tips_queue)."""
     assert sorted(Urgency, key=lambda u: u.value) == [
