@@ -62,6 +62,26 @@ def test_console_reads_script_prints_what_the_bot_posts_and_exits_zero(tmp_path:
     assert "T-1 · routine · APPROVED" in again.stdout
 
 
+def test_console_says_what_it_kept_for_platforms_it_does_not_run(tmp_path: Path) -> None:
+    """The example policy routes cards to Slack too; the console run keeps those for a
+    later start and says so (on stderr, beside the transcript), in words that agree with
+    the count."""
+    env = {
+        "FUSIONBOT_POLICY": str(ROOT / "policy.example.toml"),
+        "FUSIONBOT_DATA_DIR": str(tmp_path / "data"),
+        "FUSIONBOT_DATABASE_URL": "",
+    }
+    one = fusionbot("console", stdin="@olly #tips !tip Van at the depot\n", env=env, cwd=tmp_path)
+    assert one.returncode == 0, one.stderr
+    assert (
+        "1 message kept in the outbox for slack, which this process doesn't run; "
+        "it goes out on a later start." in one.stderr
+    ), one.stderr
+    two = fusionbot("console", stdin="@olly #tips !tip Drone at the pier\n", env=env, cwd=tmp_path)
+    assert "2 messages kept in the outbox for slack" in two.stderr, two.stderr
+    assert "; they go out on a later start." in two.stderr, two.stderr
+
+
 def test_audit_verify_passes_then_detects_tampering(tmp_path: Path) -> None:
     env = setup_center(tmp_path)
     fusionbot("console", stdin=SCRIPT, env=env, cwd=tmp_path)

@@ -102,7 +102,8 @@ class ConsoleAdapter:
                 else f"for {platform}, which this process doesn't run"
             )
             messages = "1 message" if count == 1 else f"{count} messages"
-            self._say(f"{messages} kept in the outbox {where}; they go out on a later start.")
+            go = "it goes" if count == 1 else "they go"
+            self._say(f"{messages} kept in the outbox {where}; {go} out on a later start.")
         return remaining
 
     def _read_in_background(self) -> asyncio.Queue[str]:
