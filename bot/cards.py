@@ -36,6 +36,7 @@ class TipLine(NamedTuple):
     filed_at: datetime
     purged_at: datetime | None
     urgency: Urgency
+    sla_reminded_at: datetime | None
 
     @property
     def ref(self) -> str:
@@ -155,7 +156,9 @@ def _short(text: str, limit: int = 60) -> str:
 def status_line(tip: Tip | TipLine, tz: ZoneInfo) -> str:
     if tip.purged_at is not None:
         return f"{tip.ref} · purged under the retention policy"
+    # Still untriaged after its SLA's reminder: the card says so, and so does its line.
+    overdue = " · OVERDUE" if tip.state is TipState.NEW and tip.sla_reminded_at else ""
     return (
-        f"{tip.ref} · {tip.urgency.value} · {state_line(tip)} · "
+        f"{tip.ref} · {tip.urgency.value} · {state_line(tip)}{overdue} · "
         f"{local_time(tip.filed_at, tz)} · {_short(tip.summary)}"
     )

@@ -415,6 +415,7 @@ _LINE_COLUMNS = (
     tips.c.filed_at,
     tips.c.purged_at,
     tips.c.urgency,
+    tips.c.sla_reminded_at,
 )
 _STATES = {state.value: state for state in TipState}
 _URGENCIES = {urgency.value: urgency for urgency in Urgency}
@@ -430,6 +431,7 @@ def _line(
     filed_at: datetime,
     purged_at: datetime | None,
     urgency: str,
+    sla_reminded_at: datetime | None,
 ) -> TipLine:
     return TipLine(
         tip_id,
@@ -441,6 +443,7 @@ def _line(
         filed_at,
         purged_at,
         _URGENCIES[urgency],
+        sla_reminded_at,
     )
 
 

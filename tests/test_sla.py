@@ -56,6 +56,12 @@ async def test_reminder_comes_after_the_sla_for_the_urgency_and_not_before(
     assert lines_for(reminders(out), "#review-night") == [f"#review-night {expected}"]
     cards = [line for line in out if "(edited) T-1 · NEW" in line]
     assert len(cards) == 2 and all("Overdue" in card for card in cards), out
+    # The analysts' queue marks it too, until someone takes it.
+    queue = await h.say_text("@ana #review !status")
+    assert f"T-1 · {urgency} · NEW · OVERDUE · " in queue, queue
+    await h.say("@ana #review !claim T-1")
+    queue = await h.say_text("@ana #review !status")
+    assert "T-1 · " in queue and "OVERDUE" not in queue, queue
 
 
 async def test_reminder_goes_only_where_the_card_is(db) -> None:
