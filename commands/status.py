@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
+
 from bot.cards import status_line, tip_fields
 from bot.errors import UserError
 from bot.messages import Message, MessageField
@@ -54,8 +56,7 @@ async def status(ctx: Context, args: str) -> None:
         elif core.policy.is_analyst(ctx.actor):
             queue = await tips_repo.tips_in_queue(conn, limit=QUEUE_SHOWN)
             lines = [status_line(t, tz) for t in queue] or ["The queue is empty."]
-            # Counted only when the list is full: then more may be waiting than it shows.
-            total = await tips_repo.open_tip_count(conn) if len(queue) == QUEUE_SHOWN else 0
+            total = await _in_all(queue, QUEUE_SHOWN, lambda: tips_repo.open_tip_count(conn))
             footer = None
             if total > len(queue):
                 footer = (
@@ -63,7 +64,7 @@ async def status(ctx: Context, args: str) -> None:
                     f"{ctx.spell('status')} T-12 shows one tip in full."
                 )
             message = Message(
-                header=f"Open tips ({max(total, len(queue)):,})",
+                header=f"Open tips ({total:,})",
                 text="\n".join(lines),
                 footer=footer,
             )
@@ -72,13 +73,17 @@ async def status(ctx: Context, args: str) -> None:
             lines = [status_line(t, tz) for t in mine] or [
                 f"You have filed no tips yet. File one with {ctx.spell('tip')} <what you saw>."
             ]
-            total = (
-                await tips_repo.tip_count_by_officer(conn, ctx.actor)
-                if len(mine) == MINE_SHOWN
-                else 0
+            total = await _in_all(
+                mine, MINE_SHOWN, lambda: tips_repo.tip_count_by_officer(conn, ctx.actor)
             )
             header = "Your tips"
             if total > len(mine):
                 header = f"Your tips: the {len(mine)} most recent of {total:,}"
             message = Message(header=header, text="\n".join(lines))
     await ctx.answer(message)
+
+
+async def _in_all(shown: Sequence[object], limit: int, count: Callable[[], Awaitable[int]]) -> int:
+    """How many there are in all: counted only when the list is full (then more may be
+    waiting than it shows); a shorter list is all of them."""
+    return await count() if len(shown) == limit else len(shown)
