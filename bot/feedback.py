@@ -9,6 +9,9 @@ Decisions (see also DESIGN.md):
 - A copy that is still waiting, failed or was withdrawn was not received.
 - Everyone's answers are kept as given; the counts shown by !alert take each person's
   latest answer, so changing one's mind doesn't count twice.
+- On a TLP:RED or TLP:AMBER+STRICT alert the officer hears the verdict but not the
+  comment: the officer is not one of the alert's recipients, and a recipient's comment
+  may quote what the marking keeps among them. The center keeps the comment (!alert).
 """
 
 from __future__ import annotations
@@ -21,11 +24,14 @@ from bot.alerts import Alert, AlertState, alert_key
 from bot.core import Core
 from bot.errors import UserError
 from bot.replies import ReplyTo, direct_message, reply
+from bot.tlp import TLP
 from storage import alerts_repo, digests_repo, feedback_repo, outbox_repo, tips_repo
 from storage.audit_repo import append_audit
 
 NOT_RECEIVED = "You can give feedback only on alerts your organisation received."
 MAX_COMMENT = 1000
+# Markings under which a recipient's comment doesn't travel on to the officer.
+_COMMENT_STAYS = {TLP.RED, TLP.AMBER_STRICT}
 
 _USEFUL = {"useful", "yes", "👍", ":+1:", ":thumbsup:", "+1"}
 _NOT_USEFUL = {"not-useful", "notuseful", "not_useful", "no", "👎", ":-1:", ":thumbsdown:", "-1"}
@@ -113,26 +119,27 @@ async def give_feedback(core: Core, to: ReplyTo, alert_id: int, verdict: Verdict
                 "comment": verdict.comment,
             },
         )
+        comment_stays = verdict.comment is not None and alert.tlp in _COMMENT_STAYS
         tip = await tips_repo.get_tip(conn, alert.tip_id)
         if tip is not None and tip.officer:
             partner = policy.partner(partner_id) if partner_id else None
             name = partner.name if partner else partner_id
             who = f"A partner ({name})" if name else "A partner"
             found = "found" if verdict.useful else "did not find"
-            said = f": {verdict.comment}" if verdict.comment else "."
+            said = f": {verdict.comment}" if verdict.comment and not comment_stays else "."
             await direct_message(
                 conn,
                 tip.officer,
                 f"{who} {found} your tip {tip.ref} (alert {alert.ref}) useful{said}",
                 now=now,
             )
-        await reply(
-            conn,
-            to,
+        thanks = (
             f"Thank you — your feedback on {alert.ref} reached the fusion center and the "
-            "officer who reported it.",
-            now=now,
+            "officer who reported it"
         )
+        if comment_stays:
+            thanks += f" (your comment stays with the center: the alert is {alert.tlp.label})"
+        await reply(conn, to, thanks + ".", now=now)
 
 
 async def _received_here(conn: AsyncConnection, alert: Alert, here: set[str]) -> str | None:

@@ -115,11 +115,18 @@ async def test_red_feedback_only_by_direct_message_from_a_recipient(db: Database
     out = await h.say("@chief @bot !feedback A-1 useful")  # named, but not cleared for RED
     assert out == [f"@chief {NOT_RECEIVED}"]
 
-    out = await h.say("@trooper @bot !feedback A-1 👍 good lead")
-    assert "Thank you" in lines_for(out, "@trooper")[0]
-    assert any("State Police Intelligence Unit) found your tip T-1" in line for line in out)
+    out = await h.say("@trooper @bot !feedback A-1 👍 matches the plate we hold")
+    assert lines_for(out, "@trooper") == [
+        "@trooper Thank you — your feedback on A-1 reached the fusion center and the officer "
+        "who reported it (your comment stays with the center: the alert is TLP:RED)."
+    ]
+    # The officer is not a recipient of a RED alert: the verdict reaches them, the comment
+    # (which may quote the alert) doesn't.
+    assert lines_for(out, "@olly") == [
+        "@olly A partner (State Police Intelligence Unit) found your tip T-1 (alert A-1) useful."
+    ]
     assert await stored(db) == [
-        (1, "console:trooper", "console:trooper", "state-police", True, "good lead")
+        (1, "console:trooper", "console:trooper", "state-police", True, "matches the plate we hold")
     ]
 
 
