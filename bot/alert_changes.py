@@ -13,6 +13,10 @@ Decisions (see also DESIGN.md):
   waiting copies are withdrawn rather than turned into notices about something nobody saw.
 - Digests that listed the alert are edited too (bot.digests re-renders them); copies still
   waiting for a digest are skipped there once the alert is no longer released.
+- An update carries new content, so it goes only where the policy in force clears the
+  alert now: a reload may have lowered a partner's clearance or given a channel to another
+  partner since release. A copy already delivered there becomes a withdrawal notice (the
+  marking stays, the content goes); one not sent yet is cancelled; the analyst is told.
 - The retraction notice keeps the TLP banner and caveats: it is itself about a marked
   product, and partners file and purge by marking.
 """
@@ -21,11 +25,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.alert_messages import partner_copy, retraction_copy
-from bot.alerts import Alert, AlertState, alert_key, alert_ref
+from bot.alert_messages import partner_copy, retraction_copy, withdrawal_copy
+from bot.alerts import Alert, AlertState, alert_key, alert_ref, cleared_targets
 from bot.core import Core
 from bot.digests import refresh_digests_for
 from bot.errors import UserError
@@ -61,9 +66,12 @@ async def update_alert(core: Core, to: ReplyTo, alert_id: int, text: str) -> Cha
             )
         previous_version = alert.version
         await alerts_repo.save_body(conn, alert, body, now=now)
-        copy = partner_copy(alert, updated=(now, core.policy.center.tz))
-        copies = await _edit_copies(conn, alert, copy, now=now)
-        await refresh_digests_for(core, conn, alert.id)
+        tz = core.policy.center.tz
+        cleared = cleared_targets(core.policy, alert)
+        withdrawn = await _withdraw_uncleared(conn, alert, cleared, now=now, tz=tz)
+        copy = partner_copy(alert, updated=(now, tz))
+        copies = await _edit_copies(conn, alert, copy, now=now, skip=frozenset(withdrawn))
+        digests = await refresh_digests_for(core, conn, alert.id)
         await append_audit(
             conn,
             at=now,
@@ -75,12 +83,22 @@ async def update_alert(core: Core, to: ReplyTo, alert_id: int, text: str) -> Cha
                 "to_version": alert.version,
                 "body": body,
                 "copies": list(copies),
+                "digests": digests,
+                "withdrawn": list(withdrawn),
             },
         )
-        if copies or alert.state is AlertState.RELEASED:
+        if copies or withdrawn or alert.state is AlertState.RELEASED:
             said = _copies_said(copies)
         else:
             said = "Nothing had been sent yet; it goes out with the new text."
+        if digests:
+            said += f" {_count(len(digests), 'digest')} listing it edited ({', '.join(digests)})."
+        if withdrawn:
+            said += (
+                f" Withdrawn, since the policy no longer clears them for {alert.ref}: "
+                f"{', '.join(withdrawn)} (a copy that had arrived now says so; one still "
+                "waiting won't go)."
+            )
         await reply(conn, to, f"{alert.ref} updated. {said}", now=now)
     return Change(alert, copies)
 
@@ -147,13 +165,46 @@ def _check_may_change(alert: Alert, actor: Actor, verb: str) -> None:
     )
 
 
-async def _edit_copies(
-    conn: AsyncConnection, alert: Alert, message: Message, *, now: datetime
+async def _withdraw_uncleared(
+    conn: AsyncConnection, alert: Alert, cleared: frozenset[str], *, now: datetime, tz: ZoneInfo
 ) -> tuple[str, ...]:
-    """Edit every copy of the alert that went out or may still go out."""
+    """Copies in places the policy no longer clears for the alert: one not sent yet is
+    cancelled (nobody there saw it), one delivered becomes the withdrawal notice."""
+    key = alert_key(alert.id)
+    withdrawn: list[str] = []
+    for target in await outbox_repo.message_targets(conn, key):
+        if target in cleared:
+            continue
+        status = await outbox_repo.post_status(conn, key, target)
+        if status is None or status[0] in (outbox_repo.FAILED, outbox_repo.SUPERSEDED):
+            continue
+        if status[0] in (outbox_repo.PENDING, outbox_repo.HELD):
+            await alerts_repo.cancel_unsent_copies(
+                conn, key, target=target, why="withdrawn: the policy no longer clears it here"
+            )
+        else:
+            notice = withdrawal_copy(alert, now, tz)
+            await outbox_repo.enqueue_edit(
+                conn, target=target, message_key=key, message=notice, now=now
+            )
+        withdrawn.append(target)
+    return tuple(withdrawn)
+
+
+async def _edit_copies(
+    conn: AsyncConnection,
+    alert: Alert,
+    message: Message,
+    *,
+    now: datetime,
+    skip: frozenset[str] = frozenset(),
+) -> tuple[str, ...]:
+    """Edit every copy of the alert that went out or may still go out (but ``skip``)."""
     key = alert_key(alert.id)
     edited: list[str] = []
     for target in await outbox_repo.message_targets(conn, key):
+        if target in skip:
+            continue
         status = await outbox_repo.post_status(conn, key, target)
         if status is None or status[0] in (outbox_repo.FAILED, outbox_repo.SUPERSEDED):
             continue  # never arrived, never will: nothing there to change
@@ -172,8 +223,12 @@ async def _edit_copies(
 def _copies_said(copies: tuple[str, ...]) -> str:
     if not copies:
         return "No copy had gone out, so there is nothing to edit."
-    n = len(copies)
-    return f"{n} cop{'ies' if n != 1 else 'y'} edited in place ({', '.join(copies)})."
+    return f"{_count(len(copies), 'copy')} edited in place ({', '.join(copies)})."
+
+
+def _count(n: int, noun: str) -> str:
+    plural = noun[:-1] + "ies" if noun.endswith("y") else noun + "s"
+    return f"{n} {noun if n == 1 else plural}"
 
 
 def _required(text: str, usage: str) -> str:

@@ -85,6 +85,22 @@ def retraction_copy(alert: Alert, reason: str, when: datetime, tz: ZoneInfo) -> 
     )
 
 
+def withdrawal_copy(alert: Alert, when: datetime, tz: ZoneInfo) -> Message:
+    """What a delivered copy becomes when an update finds its place no longer cleared
+    for the alert (a reload changed the policy): the marking stays, the content goes, and
+    the new text never reaches it."""
+    return Message(
+        header=f"{alert.ref} WITHDRAWN",
+        text=(
+            f"{alert.ref} WITHDRAWN from here: under the fusion center's current policy this "
+            "place is no longer cleared for it. Do not act on it; delete local copies."
+        ),
+        tlp=alert.tlp,
+        caveats=list(alert.caveats),
+        footer=f"Withdrawn {local_time(when, tz)} by the fusion center.",
+    )
+
+
 def preview_message(
     policy: Policy,
     tip: Tip,

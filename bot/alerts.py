@@ -9,12 +9,15 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from bot.dissemination import (
+    AlertSpec,
     Exclusion,
     Plan,
     PlannedDelivery,
     SharedTarget,
     WithheldTarget,
+    plan_dissemination,
 )
+from bot.policy import Policy
 from bot.tlp import TLP
 
 Timing = Literal["now", "digest", "at"]
@@ -58,6 +61,20 @@ class Alert:
 
 def alert_ref(alert_id: int) -> str:
     return f"A-{alert_id}"
+
+
+def cleared_targets(policy: Policy, alert: Alert) -> frozenset[str]:
+    """Where the alert may go under ``policy`` — the one in force now, which a reload may
+    have changed since release (a clearance lowered, a channel given to another partner):
+    whatever carries the alert's content after release is checked against this."""
+    spec = AlertSpec(
+        tlp=alert.tlp,
+        caveats=frozenset(alert.caveats),
+        category=alert.category,
+        region=alert.region,
+        to=None if alert.audience is None else tuple(alert.audience),
+    )
+    return frozenset(plan_dissemination(policy, spec).targets)
 
 
 def alert_key(alert_id: int) -> str:

@@ -12,10 +12,9 @@ from zoneinfo import ZoneInfo
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.alerts import Alert, AlertState
+from bot.alerts import Alert, AlertState, cleared_targets
 from bot.cards import local_time
 from bot.core import Core
-from bot.dissemination import AlertSpec, plan_dissemination
 from bot.messages import Message
 from bot.policy import Partner, Policy
 from bot.tlp import TLP
@@ -96,11 +95,15 @@ async def _send_one(
     await digests_repo.take(conn, [i.id for i in ready], key)
     by_target: dict[str, list[Alert]] = defaultdict(list)
     withheld: list[str] = []
+    cleared: dict[int, frozenset[str]] = {}
     for item in ready:
         alert = alerts[item.alert_id]
         if alert.state is not AlertState.RELEASED:
             continue  # retracted before its digest: it never goes out
-        if not _still_cleared(policy, alert, item.target):
+        if alert.id not in cleared:
+            # The policy may have changed since release: only what it allows now goes out.
+            cleared[alert.id] = cleared_targets(policy, alert)
+        if item.target not in cleared[alert.id]:
             withheld.append(f"{alert.ref}@{item.target}")
             continue
         by_target[item.target].append(alert)
@@ -128,18 +131,6 @@ async def _send_one(
     return len(by_target)
 
 
-def _still_cleared(policy: Policy, alert: Alert, target: str) -> bool:
-    """The policy may have changed since release: only what it allows now goes out."""
-    spec = AlertSpec(
-        tlp=alert.tlp,
-        caveats=frozenset(alert.caveats),
-        category=alert.category,
-        region=alert.region,
-        to=None if alert.audience is None else tuple(alert.audience),
-    )
-    return target in plan_dissemination(policy, spec).targets
-
-
 async def _drop(
     conn: AsyncConnection, items: list[digests_repo.DigestItem], reason: str, now: datetime
 ) -> None:
@@ -154,8 +145,17 @@ async def _drop(
     )
 
 
-def render_digest(partner: Partner, period: datetime, listed: list[Alert], tz: ZoneInfo) -> Message:
-    """The digest carries the highest marking of what it lists, and each alert its own."""
+def render_digest(
+    partner: Partner,
+    period: datetime,
+    listed: list[Alert],
+    tz: ZoneInfo,
+    *,
+    withdrawn: frozenset[int] = frozenset(),
+) -> Message:
+    """The digest carries the highest marking of what it lists, and each alert its own.
+    ``withdrawn``: alerts the policy no longer clears for this place, listed without
+    their content (an edit after a reload must not carry what the place may not see)."""
     top = max((a.tlp for a in listed), key=lambda t: t.rank, default=TLP.CLEAR)
     caveats = sorted({c for a in listed for c in a.caveats})
     entries = []
@@ -163,10 +163,16 @@ def render_digest(partner: Partner, period: datetime, listed: list[Alert], tz: Z
         marking = " // ".join([alert.tlp.label, *alert.caveats])
         if alert.state is AlertState.RETRACTED:
             entries.append(f"{alert.ref} · {marking} · RETRACTED — do not act on it.")
+        elif alert.id in withdrawn:
+            entries.append(
+                f"{alert.ref} · {marking} · WITHDRAWN from here — no longer cleared for "
+                "this channel; do not act on it."
+            )
         else:
             body = " ".join(alert.body.split())
             body = body if len(body) <= 300 else body[:299] + "…"
-            entries.append(f"{alert.ref} · {marking} · {alert.title}\n{body}")
+            updated = " · UPDATED" if alert.version > 1 else ""
+            entries.append(f"{alert.ref} · {marking} · {alert.title}{updated}\n{body}")
     return Message(
         header=f"Digest for {partner.name} · {local_time(period, tz)} · {len(listed)} alert(s)",
         text="\n\n".join(entries),
@@ -176,9 +182,11 @@ def render_digest(partner: Partner, period: datetime, listed: list[Alert], tz: Z
     )
 
 
-async def refresh_digests_for(core: Core, conn: AsyncConnection, alert_id: int) -> None:
-    """After an alert changed (updated, retracted), edit every digest that listed it."""
+async def refresh_digests_for(core: Core, conn: AsyncConnection, alert_id: int) -> list[str]:
+    """After an alert changed (updated, retracted), edit every digest that listed it;
+    returns the places whose digest was edited."""
     policy = core.policy
+    edited: list[str] = []
     taken = [
         i
         for i in await digests_repo.items_for_alert(conn, alert_id)
@@ -195,10 +203,16 @@ async def refresh_digests_for(core: Core, conn: AsyncConnection, alert_id: int) 
             for i in in_digest
             if alerts[i.alert_id].state is not AlertState.SCHEDULED
         ]
-        await outbox_repo.enqueue_edit(
-            conn,
-            target=target,
-            message_key=key,
-            message=render_digest(partner, period_of(key), listed, policy.center.tz),
-            now=core.clock.now(),
+        withdrawn = frozenset(
+            a.id
+            for a in listed
+            if a.state is AlertState.RELEASED and target not in cleared_targets(policy, a)
         )
+        message = render_digest(
+            partner, period_of(key), listed, policy.center.tz, withdrawn=withdrawn
+        )
+        await outbox_repo.enqueue_edit(
+            conn, target=target, message_key=key, message=message, now=core.clock.now()
+        )
+        edited.append(target)
+    return edited

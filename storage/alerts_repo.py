@@ -193,12 +193,20 @@ async def rewrite_held_copy(
     )
 
 
-async def cancel_unsent_copies(conn: AsyncConnection, message_key: str) -> int:
-    """Withdraw every copy of an alert that has not left yet: nobody has seen them, so
-    nobody needs to hear about them. Returns how many."""
+async def cancel_unsent_copies(
+    conn: AsyncConnection,
+    message_key: str,
+    *,
+    target: str | None = None,
+    why: str = "alert retracted before it was sent",
+) -> int:
+    """Withdraw every copy of an alert that has not left yet (or only the one for
+    ``target``): nobody has seen them, so nobody needs to hear about them. Returns how
+    many."""
+    where = [outbox.c.message_key == message_key, outbox.c.state.in_((PENDING, HELD))]
+    if target is not None:
+        where.append(outbox.c.target == target)
     result = await conn.execute(
-        update(outbox)
-        .where(outbox.c.message_key == message_key, outbox.c.state.in_((PENDING, HELD)))
-        .values(state=SUPERSEDED, last_error="alert retracted before it was sent")
+        update(outbox).where(*where).values(state=SUPERSEDED, last_error=why)
     )
     return int(result.rowcount or 0)

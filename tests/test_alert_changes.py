@@ -18,7 +18,7 @@ from storage.db import Database
 from storage.tables import alerts, outbox
 from tests.harness import ConsoleHarness, lines_for
 from tests.platform_double import PlatformDouble
-from tests.test_alerts import START, TIP, alert_policy
+from tests.test_alerts import ALERT_POLICY, START, TIP, alert_policy
 
 # Released by the supervisor at the default TLP:AMBER: metro-pd and state-police (both
 # immediate) get it in their channels; transit (cleared to GREEN) does not.
@@ -298,6 +298,107 @@ async def test_retract_edits_a_digest_that_listed_the_alert(db: Database) -> Non
     assert list(edits) == ["#transit"] and len(edits["#transit"]) == 1
     assert "A-1 · TLP:GREEN · RETRACTED — do not act on it." in edits["#transit"][0]
     assert OLD_TEXT not in edits["#transit"][0]
+
+
+async def test_an_update_edits_a_digest_that_listed_the_alert_and_says_so(db: Database) -> None:
+    clock = ManualClock(START)
+    h = ConsoleHarness(db, policy=alert_policy(), clock=clock)
+    await h.say(TIP)
+    await h.say("@ana #review !claim T-1")
+    await h.say("@ana #review !approve T-1 tlp:green to:transit confirm")
+    clock.advance(timedelta(days=1))  # past transit's 07:00 digest
+    await send_digests(h.bot.core)
+    await h.bot.drain(10.0)
+
+    out = await h.say(f"@ana #review !update A-1 {NEW_TEXT}")
+    [digest] = edits_by_place(out)["#transit"]
+    assert "A-1 · TLP:GREEN · Man photographing the substation fence · UPDATED" in digest
+    assert NEW_TEXT in digest
+    assert lines_for(out, "@ana") == [
+        "@ana A-1 updated. No copy had gone out, so there is nothing to edit. "
+        "1 digest listing it edited (console:#transit)."
+    ]
+
+
+async def test_an_update_after_a_reload_withdraws_the_alert_from_a_digest(
+    db: Database, tmp_path
+) -> None:
+    clock = ManualClock(START)
+    path = tmp_path / "policy.toml"
+    path.write_text(ALERT_POLICY)
+    h = ConsoleHarness(db, policy=alert_policy(), clock=clock, policy_path=path)
+    await h.say(TIP)
+    await h.say("@ana #review !claim T-1")
+    await h.say("@ana #review !approve T-1 tlp:green to:transit confirm")
+    clock.advance(timedelta(days=1))  # past transit's 07:00 digest
+    await send_digests(h.bot.core)
+    await h.bot.drain(10.0)
+    path.write_text(ALERT_POLICY.replace('max_tlp = "GREEN"', 'max_tlp = "CLEAR"'))
+    assert "Policy reloaded" in (await h.say("@sam #review !reload"))[0]
+
+    out = await h.say(f"@ana #review !update A-1 {NEW_TEXT}")
+    [digest] = edits_by_place(out)["#transit"]
+    assert "A-1 · TLP:GREEN · WITHDRAWN from here" in digest
+    assert NEW_TEXT not in digest and OLD_TEXT not in digest
+
+
+# A reload between release and update: metro-pd's clearance lowered below the alert's
+# AMBER, or its internal channel handed to transit (cleared to GREEN only).
+LOWERED = {
+    "clearance lowered": (
+        'max_tlp = "AMBER"\ncaveats = ["LES"]\nchannels = ["console:#metro-pd"]',
+        'max_tlp = "GREEN"\ncaveats = ["LES"]\nchannels = ["console:#metro-pd"]',
+        ("#metro-pd", "#metro-pd-internal"),
+    ),
+    "channel handed over": (
+        'internal_channels = ["console:#metro-pd-internal"]\n',
+        "",
+        ("#metro-pd-internal",),
+    ),
+}
+
+
+@pytest.mark.parametrize("change", LOWERED)
+async def test_an_update_after_a_reload_goes_only_where_the_policy_now_clears_it(
+    db: Database, tmp_path, change: str
+) -> None:
+    old, new, withdrawn = LOWERED[change]
+    path = tmp_path / "policy.toml"
+    path.write_text(ALERT_POLICY)
+    h = ConsoleHarness(db, policy=alert_policy(), clock=ManualClock(START), policy_path=path)
+    await h.say(TIP)
+    await h.say("@ana #review !claim T-1")
+    await h.say("@sam #review !approve T-1 title: Substation surveillance confirm")
+    changed = ALERT_POLICY.replace(old, new, 1)
+    if change == "channel handed over":
+        changed = changed.replace(
+            'channels = ["console:#transit"]',
+            'channels = ["console:#transit", "console:#metro-pd-internal"]',
+        )
+    assert changed != ALERT_POLICY
+    path.write_text(changed)
+    assert "Policy reloaded" in (await h.say("@sam #review !reload"))[0]
+
+    out = await h.say(f"@sam #review !update A-1 {NEW_TEXT}")
+
+    edits = edits_by_place(out)
+    assert set(edits) == set(RELEASED_TO)
+    for place in RELEASED_TO:
+        [copy] = edits[place]
+        assert copy.startswith(f"{place} (edited) [TLP:AMBER]")
+        if place in withdrawn:
+            # The new text never reaches a place no longer cleared; the old one is gone.
+            assert "A-1 WITHDRAWN from here" in copy
+            assert NEW_TEXT not in copy and OLD_TEXT not in copy
+        else:
+            assert NEW_TEXT in copy
+    [answer] = lines_for(out, "@sam")
+    gone = ", ".join(f"console:{p}" for p in withdrawn)
+    assert f"Withdrawn, since the policy no longer clears them for A-1: {gone}" in answer
+    async with db.read() as conn:
+        entry = (await load_audit(conn))[-1]
+    assert entry.action == "alert.updated"
+    assert entry.details["withdrawn"] == [f"console:{p}" for p in withdrawn]
 
 
 async def test_updating_a_scheduled_alert_sends_the_new_text_at_its_time(db: Database) -> None:
