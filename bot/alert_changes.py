@@ -19,6 +19,8 @@ Decisions (see also DESIGN.md):
   marking stays, the content goes); one not sent yet is cancelled; the analyst is told.
 - The retraction notice keeps the TLP banner and caveats: it is itself about a marked
   product, and partners file and purge by marking.
+- The tip's outcome says its alert was retracted (or cancelled before it went out), on the
+  review card and in !status, so nobody reads "released as alert A-1" as still standing.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.alert_messages import partner_copy, retraction_copy, withdrawal_copy
 from bot.alerts import Alert, AlertState, alert_key, alert_ref, cleared_targets
+from bot.card_render import refresh_card
+from bot.cards import local_time
 from bot.core import Core
 from bot.digests import refresh_digests_for
 from bot.errors import UserError
@@ -38,7 +42,7 @@ from bot.lifecycle import Actor, Refused
 from bot.messages import Message
 from bot.replies import ReplyTo, reply
 from bot.triage import actor_for
-from storage import alerts_repo, outbox_repo
+from storage import alerts_repo, outbox_repo, tips_repo
 from storage.audit_repo import append_audit
 
 MAX_TEXT = 4000
@@ -62,7 +66,7 @@ async def update_alert(core: Core, to: ReplyTo, alert_id: int, text: str) -> Cha
         if alert.state is AlertState.RETRACTED:
             raise Refused(
                 f"{alert.ref} was retracted and can't be updated. If there is new information, "
-                "approve a new alert from the tip it came from, or file a new tip."
+                f"file it as a new tip that mentions T-{alert.tip_id}, and approve that."
             )
         previous_version = alert.version
         await alerts_repo.save_body(conn, alert, body, now=now)
@@ -120,6 +124,7 @@ async def retract_alert(core: Core, to: ReplyTo, alert_id: int, reason: str) -> 
         withdrawn = 0
         if was is not AlertState.RELEASED:
             withdrawn = await alerts_repo.cancel_unsent_copies(conn, alert_key(alert.id))
+        await _note_on_tip(core, conn, alert, reason, released=was is AlertState.RELEASED)
         notice = retraction_copy(alert, reason, now, core.policy.center.tz)
         copies = await _edit_copies(conn, alert, notice, now=now)
         await refresh_digests_for(core, conn, alert.id)
@@ -142,6 +147,23 @@ async def retract_alert(core: Core, to: ReplyTo, alert_id: int, reason: str) -> 
             said = "Nothing had been sent yet, so it is simply cancelled."
         await reply(conn, to, f"{alert.ref} retracted. {said}", now=now)
     return Change(alert, copies)
+
+
+async def _note_on_tip(
+    core: Core, conn: AsyncConnection, alert: Alert, reason: str, *, released: bool
+) -> None:
+    """The tip's outcome and card say what became of its alert."""
+    tip = await tips_repo.get_tip(conn, alert.tip_id, for_update=True)
+    if tip is None or tip.purged_at is not None:
+        return
+    now = core.clock.now()
+    what = "retracted" if released else "cancelled before it went out"
+    tip.reason = (
+        f"released as alert {alert.ref}; {what} {local_time(now, core.policy.center.tz)}: "
+        f"{reason}"
+    )
+    await tips_repo.save_tip(conn, tip, now=now)
+    await refresh_card(core, conn, tip)
 
 
 async def _load(conn: AsyncConnection, alert_id: int) -> Alert:

@@ -154,6 +154,8 @@ async def test_retract_turns_every_copy_into_a_notice_that_keeps_the_marking(
     out = await released.say(f"@sam #review !retract A-1 {REASON}")
 
     edits = edits_by_place(out)
+    [card] = edits.pop("#review")  # the tip's outcome says what became of its alert
+    assert "Reason: released as alert A-1; retracted 2026-11-25 10:00 EST: Source recanted" in card
     assert {place: len(lines) for place, lines in edits.items()} == dict.fromkeys(RELEASED_TO, 1)
     for place in RELEASED_TO:
         notice = edits[place][0]
@@ -184,6 +186,8 @@ async def test_retract_is_refused_twice_and_update_after_it(released: ConsoleHar
     assert len(out) == 1 and "A-1 was already retracted by console:sam" in out[0]
     out = await released.say(f"@sam #review !update A-1 {NEW_TEXT}")
     assert len(out) == 1 and "A-1 was retracted and can't be updated" in out[0]
+    # The way forward it names is one that works: the tip itself is closed.
+    assert "file it as a new tip that mentions T-1, and approve that." in out[0]
     assert await outbox_snapshot(db) == before
 
 
@@ -224,7 +228,7 @@ async def slack_harness(
 async def test_a_copy_still_waiting_leaves_as_the_notice_not_the_alert(db: Database) -> None:
     h, slack = await slack_harness(db, TemporaryFailure("Slack is having a moment"))
     out = await h.say(f"@ana #review !retract A-1 {REASON}")
-    assert "A-1 retracted. 1 copy edited in place (slack:C0METRO)" in out[0]
+    assert lines_for(out, "@ana") == ["@ana A-1 retracted. 1 copy edited in place (slack:C0METRO)."]
 
     clock = h.bot.core.clock
     assert isinstance(clock, ManualClock)
@@ -270,7 +274,13 @@ async def test_retracting_a_scheduled_alert_just_cancels_it(db: Database) -> Non
     assert any("scheduled for" in line for line in out), out
 
     out = await h.say(f"@ana #review !retract A-1 {REASON}")
-    assert len(out) == 1 and "Nothing had been sent yet, so it is simply cancelled." in out[0]
+    assert lines_for(out, "@ana") == [
+        "@ana A-1 retracted. Nothing had been sent yet, so it is simply cancelled."
+    ]
+    [card] = edits_by_place(out)["#review"]
+    assert "released as alert A-1; cancelled before it went out 2026-11-25 10:00 EST" in card
+    status = await h.say("@ana #review !status T-1")
+    assert "cancelled before it went out" in status[0]
 
     clock.advance(timedelta(hours=3))
     assert await release_due_alerts(h.bot.core) == 0
@@ -295,7 +305,7 @@ async def test_retract_edits_a_digest_that_listed_the_alert(db: Database) -> Non
 
     out = await h.say(f"@ana #review !retract A-1 {REASON}")
     edits = edits_by_place(out)
-    assert list(edits) == ["#transit"] and len(edits["#transit"]) == 1
+    assert sorted(edits) == ["#review", "#transit"] and len(edits["#transit"]) == 1
     assert "A-1 · TLP:GREEN · RETRACTED — do not act on it." in edits["#transit"][0]
     assert OLD_TEXT not in edits["#transit"][0]
 
