@@ -31,6 +31,15 @@ def platform_of(address: str) -> str:
     return split_address(address)[0]
 
 
+def spell(address: str, verb: str) -> str:
+    """How the person (or the people in the channel) at ``address`` type a command: Slack
+    has slash commands (``/tip``, ``/fusion claim``), and takes ``!claim`` only in a direct
+    message with the bot; elsewhere ``!claim``."""
+    if platform_of(address) == "slack":
+        return "/tip" if verb == "tip" else f"/fusion {verb}"
+    return f"!{verb}"
+
+
 def is_channel(address: str) -> bool:
     """A channel (as opposed to a person) on the given platform."""
     platform, rest = split_address(address)

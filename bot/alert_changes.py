@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bot.addresses import spell
 from bot.alert_messages import partner_copy, retraction_copy, withdrawal_copy
 from bot.alerts import Alert, AlertState, alert_key, alert_ref, cleared_targets
 from bot.card_render import refresh_card
@@ -57,7 +58,7 @@ class Change:
 
 async def update_alert(core: Core, to: ReplyTo, alert_id: int, text: str) -> Change:
     """Replace the alert's text (the title stays) and edit every copy in place."""
-    body = _required(text, f"!update {alert_ref(alert_id)} <the new text>")
+    body = _required(text, f"{spell(to.actor, 'update')} {alert_ref(alert_id)} <the new text>")
     now = core.clock.now()
     actor = actor_for(core, to.actor)
     async with core.transaction() as conn:
@@ -109,7 +110,7 @@ async def update_alert(core: Core, to: ReplyTo, alert_id: int, text: str) -> Cha
 
 async def retract_alert(core: Core, to: ReplyTo, alert_id: int, reason: str) -> Change:
     """Withdraw the alert: every copy that went out becomes a retraction notice."""
-    reason = _required(reason, f"!retract {alert_ref(alert_id)} <reason>")
+    reason = _required(reason, f"{spell(to.actor, 'retract')} {alert_ref(alert_id)} <reason>")
     now = core.clock.now()
     actor = actor_for(core, to.actor)
     async with core.transaction() as conn:
@@ -159,8 +160,7 @@ async def _note_on_tip(
     now = core.clock.now()
     what = "retracted" if released else "cancelled before it went out"
     tip.reason = (
-        f"released as alert {alert.ref}; {what} {local_time(now, core.policy.center.tz)}: "
-        f"{reason}"
+        f"released as alert {alert.ref}; {what} {local_time(now, core.policy.center.tz)}: {reason}"
     )
     await tips_repo.save_tip(conn, tip, now=now)
     await refresh_card(core, conn, tip)

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bot.addresses import spell
 from bot.alerts import Alert, AlertState, cleared_targets
 from bot.cards import local_time
 from bot.core import Core
@@ -111,7 +112,7 @@ async def _send_one(
         await outbox_repo.enqueue_post(
             conn,
             target=target,
-            message=render_digest(partner, period, listed, policy.center.tz),
+            message=render_digest(partner, target, period, listed, policy.center.tz),
             now=now,
             message_key=key,
             key=f"{key}@{target}",
@@ -147,6 +148,7 @@ async def _drop(
 
 def render_digest(
     partner: Partner,
+    target: str,
     period: datetime,
     listed: list[Alert],
     tz: ZoneInfo,
@@ -178,7 +180,7 @@ def render_digest(
         text="\n\n".join(entries),
         tlp=top,
         caveats=caveats,
-        footer="Feedback on any alert: !feedback A-n useful|not-useful [comment]",
+        footer=f"Feedback on any alert: {spell(target, 'feedback')} A-n useful|not-useful [comment]",
     )
 
 
@@ -209,7 +211,7 @@ async def refresh_digests_for(core: Core, conn: AsyncConnection, alert_id: int) 
             if a.state is AlertState.RELEASED and target not in cleared_targets(policy, a)
         )
         message = render_digest(
-            partner, period_of(key), listed, policy.center.tz, withdrawn=withdrawn
+            partner, target, period_of(key), listed, policy.center.tz, withdrawn=withdrawn
         )
         await outbox_repo.enqueue_edit(
             conn, target=target, message_key=key, message=message, now=core.clock.now()

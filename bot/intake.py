@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from bot import metrics
-from bot.addresses import platform_of
+from bot.addresses import platform_of, spell
 from bot.card_render import render_card
 from bot.cards import card_key
 from bot.categories import CATEGORIES
@@ -59,7 +59,8 @@ async def _file_tip(core: Core, to: ReplyTo, draft: TipDraft, source_key: str | 
         category = CATEGORIES[tip.category]
         receipt = (
             f"Received {tip.ref} ({category.code} — {category.label}, {tip.urgency.value}). "
-            f"It is with the {review.name} analysts. Follow it with !status {tip.ref}."
+            f"It is with the {review.name} analysts. "
+            f"Follow it with {spell(to.actor, 'status')} {tip.ref}."
         )
         if draft.extra.get("defaulted_category"):
             receipt += (

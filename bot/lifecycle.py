@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from bot.addresses import spell
 from bot.errors import UserError
 from bot.tips import Tip, TipState
 
@@ -51,7 +52,10 @@ def next_state(tip: Tip, verb: Verb, actor: Actor) -> TipState:
     if verb is Verb.CLAIM:
         return _claim(tip, actor)
     if tip.state is TipState.NEW:
-        raise Refused(f"{tip.ref} is not claimed yet. Claim it first: !claim {tip.ref}")
+        raise Refused(
+            f"{tip.ref} is not claimed yet. Claim it first: {spell(actor.address, 'claim')} "
+            f"{tip.ref}"
+        )
     _check_holder(tip, actor)
     if verb is Verb.ASK:
         return TipState.NEEDS_INFO
@@ -71,7 +75,9 @@ def _claim(tip: Tip, actor: Actor) -> TipState:
         raise Refused(f"You already hold {tip.ref}.")
     if not actor.is_supervisor:
         raise Refused(
-            f"{tip.ref} is claimed by {tip.claimed_by}. Ask them, or a supervisor, to hand it over."
+            f"{tip.ref} is claimed by {tip.claimed_by}. Ask them to see it through, or a "
+            f"supervisor to take it over ({spell(actor.address, 'claim')} {tip.ref} from a "
+            "supervisor does)."
         )
     # A supervisor takes over; the tip keeps its state (a pending question stays pending).
     return tip.state

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from bot.addresses import platform_of
+from bot.addresses import spell
 from bot.card_render import refresh_card
 from bot.cards import card_key
 from bot.core import Core
@@ -34,7 +34,7 @@ def reminder_key(tip_id: int, target: str) -> str:
 
 def reminder_message(tip: Tip, target: str, now: datetime) -> Message:
     waited = int((now - tip.filed_at).total_seconds() // 60)
-    claim = f"/fusion claim {tip.ref}" if platform_of(target) == "slack" else f"!claim {tip.ref}"
+    claim = f"{spell(target, 'claim')} {tip.ref}"
     return Message(
         text=f"⏰ {tip.ref} ({tip.urgency.value}) has waited {_duration(waited)} "
         f"without triage — {claim}"

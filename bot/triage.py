@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot import metrics
+from bot.addresses import spell
 from bot.card_render import refresh_card
 from bot.core import Core
 from bot.errors import UserError
@@ -40,7 +41,9 @@ def actor_for(core: Core, address: str) -> Actor:
 async def load_tip(conn: AsyncConnection, tip_id: int, *, for_update: bool = False) -> Tip:
     tip = await tips_repo.get_tip(conn, tip_id, for_update=for_update)
     if tip is None:
-        raise UserError(f"There is no T-{tip_id}. Check the number on the card or in !status.")
+        raise UserError(
+            f"There is no T-{tip_id}. Check the number on the card or in your status list."
+        )
     return tip
 
 
@@ -61,16 +64,28 @@ async def triage(core: Core, to: ReplyTo, command: Triage) -> Tip:
         if command.verb is Verb.CLAIM:
             if tip.claimed_by and tip.claimed_by != actor.address:
                 details["took_over_from"] = tip.claimed_by
+                # Whoever held it must not go on working it (or wait for an answer that
+                # now goes to the new holder) without knowing.
+                await direct_message(
+                    conn,
+                    tip.claimed_by,
+                    f"{actor.address} took over {tip.ref} from you; the officer's answers "
+                    "go to them now.",
+                    now=now,
+                    about=tip_messages_key(tip.id),
+                )
             tip.claimed_by = actor.address
             confirmation = f"You hold {tip.ref} now."
         elif command.verb is Verb.ASK:
-            question = _required(command.text, f"!ask {tip.ref} <your question>")
+            question = _required(
+                command.text, f"{spell(to.actor, 'ask')} {tip.ref} <your question>"
+            )
             await tips_repo.add_note(conn, TipNote(tip.id, "ask", actor.address, question, now))
             await direct_message(
                 conn,
                 tip.officer,
                 f"{actor.address} asks about your tip {tip.ref} ({_short(tip.summary)}): "
-                f"{question}\nAnswer with: !reply {tip.ref} <your answer>",
+                f"{question}\nAnswer with: {spell(tip.officer, 'reply')} {tip.ref} <your answer>",
                 now=now,
                 about=tip_messages_key(tip.id),
             )
@@ -80,7 +95,7 @@ async def triage(core: Core, to: ReplyTo, command: Triage) -> Tip:
                 f"Asked the officer about {tip.ref}; the card shows the answer when it comes."
             )
         elif command.verb is Verb.REPLY:
-            answer = _required(command.text, f"!reply {tip.ref} <your answer>")
+            answer = _required(command.text, f"{spell(to.actor, 'reply')} {tip.ref} <your answer>")
             await tips_repo.add_note(conn, TipNote(tip.id, "reply", actor.address, answer, now))
             details["chars"] = len(answer)
             confirmation = f"Thanks — your answer was added to {tip.ref}."
@@ -93,7 +108,7 @@ async def triage(core: Core, to: ReplyTo, command: Triage) -> Tip:
                     about=tip_messages_key(tip.id),
                 )
         elif command.verb is Verb.REJECT:
-            tip.reason = _required(command.text, f"!reject {tip.ref} <reason>")
+            tip.reason = _required(command.text, f"{spell(to.actor, 'reject')} {tip.ref} <reason>")
             decide(tip, actor, now)
             details["chars"] = len(tip.reason)
             confirmation = f"{tip.ref} rejected."
@@ -101,7 +116,7 @@ async def triage(core: Core, to: ReplyTo, command: Triage) -> Tip:
                 conn, tip, f"Your tip {tip.ref} was closed without action: {tip.reason}", now
             )
         else:  # duplicate
-            original = await _original(conn, tip, command.other_id)
+            original = await _original(conn, tip, command.other_id, usage=spell(to.actor, "dup"))
             tip.duplicate_of = original.id
             tip.reason = f"duplicate of {original.ref}"
             decide(tip, actor, now)
@@ -156,9 +171,11 @@ def decide(tip: Tip, actor: Actor, now: datetime) -> None:
     tip.decided_at = now
 
 
-async def _original(conn: AsyncConnection, tip: Tip, other_id: int | None) -> Tip:
+async def _original(conn: AsyncConnection, tip: Tip, other_id: int | None, *, usage: str) -> Tip:
     if other_id is None:
-        raise UserError(f"Which tip does {tip.ref} duplicate? Usage: !dup {tip.ref} T-<original>")
+        raise UserError(
+            f"Which tip does {tip.ref} duplicate? Usage: {usage} {tip.ref} T-<original>"
+        )
     if other_id == tip.id:
         raise UserError(f"{tip.ref} can't be a duplicate of itself.")
     original = await load_tip(conn, other_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.addresses import platform_of
+from bot.addresses import spell
 from bot.core import Core
 from bot.messages import Message
 from bot.replies import ReplyTo, reply
@@ -70,9 +70,7 @@ class Context:
 
     def spell(self, verb: str) -> str:
         """How this person types a command on their platform."""
-        if platform_of(self.actor) == "slack":
-            return "/tip" if verb == "tip" else f"/fusion {verb}"
-        return f"!{verb}"
+        return spell(self.actor, verb)
 
     async def answer(self, message: Message | str) -> None:
         """Reply in its own transaction (for commands that change nothing)."""

@@ -138,3 +138,23 @@ async def test_a_platform_redelivery_does_not_file_twice(db) -> None:
     state = await state_of(db)
     assert len(state["tips"]) == 1
     assert len(lines_for(h.printed, "@olly")) == 1
+
+
+async def test_a_supervisor_taking_over_a_tip_tells_the_analyst_who_held_it(db) -> None:
+    h = ConsoleHarness(db)
+    await h.say("@olly #tips !tip Van circling the depot | category: survl")
+    await h.say("@ana #review !claim T-1")
+    await h.say("@ana #review !ask T-1 Which depot?")
+
+    # Another analyst is refused with the way that works: a supervisor takes it over.
+    out = await h.say("@ali #review !claim T-1")
+    assert out == [
+        "@ali T-1 is claimed by console:ana. Ask them to see it through, or a supervisor to "
+        "take it over (!claim T-1 from a supervisor does)."
+    ]
+    out = await h.say("@sam #review !claim T-1")
+    assert lines_for(out, "@ana") == [
+        "@ana console:sam took over T-1 from you; the officer's answers go to them now."
+    ]
+    out = await h.say("@olly @bot !reply T-1 The north depot")
+    assert lines_for(out, "@sam") and not lines_for(out, "@ana")

@@ -178,6 +178,9 @@ async def test_tip_to_alert_through_slack(running: tuple[FakeSlackWebAPI, Slack]
     assert "&lt;!channel&gt;" in texts([card]) and "<!channel>" not in texts([card])
     receipt = await until(lambda: fake.ephemerals("C0TIPS"))
     assert "Received T-1" in texts(receipt) and receipt[0]["user"] == "UOLLY"
+    # What the officer is told to type works where they are: a slash command (a "!status"
+    # typed in a Slack channel never reaches the bot).
+    assert "Follow it with /fusion status T-1." in texts(receipt)
 
     # An officer clicking the card's Claim button is refused, privately; nothing changes.
     status, _, _ = await slack.interaction(
@@ -208,6 +211,8 @@ async def test_tip_to_alert_through_slack(running: tuple[FakeSlackWebAPI, Slack]
     )
     alert = await until(lambda: fake.messages("C0METRO"))
     assert "TLP:AMBER // LES" in texts(alert) and "A-1" in texts(alert)
+    assert "Feedback: /fusion feedback A-1 useful|not-useful" in texts(alert)
+    assert "!feedback" not in texts(alert)
     await until(lambda: "APPROVED" in texts(fake.messages("C0REVIEW")))
     assert fake.messages("C0TRANSIT") == []  # cleared only to GREEN
     assert len(fake.messages("C0REVIEW")) == 1  # still one card, edited
@@ -261,6 +266,8 @@ async def test_one_process_bridges_the_console_and_slack(tmp_path: Path) -> None
             trigger_id=fake.issue_trigger_id(),
         )
         await until(lambda: "@olly slack:UANA asks about your tip T-1" in log.read_text())
+        # Asked from Slack, answered on the console: the hint is spelled for the officer.
+        assert "Answer with: !reply T-1 <your answer>" in log.read_text()
         process.stdin.write(b"@olly @bot !reply T-1 The north depot\n")
         await process.stdin.drain()
         await until(lambda: "The north depot" in texts(fake.messages("C0REVIEW")))

@@ -9,6 +9,7 @@ word such as ``@channel`` is only turned into a mention when a post asks for it
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from bot.messages import Button, Message
@@ -129,6 +130,17 @@ def _action_blocks(message: Message) -> list[Block]:
     ]
 
 
+# The core's footers name commands as the console and Matrix spell them ("Feedback:
+# !feedback A-1 useful"), one message for every platform it goes to; in a Slack channel
+# only slash commands reach the bot, so the footer says those.
+_BANG_COMMAND = re.compile(r"(?<![\w!/])!([a-z][a-z-]{1,20})\b")
+
+
+def slack_spelling(footer: str) -> str:
+    """``!feedback A-1`` -> ``/fusion feedback A-1``; ``!tip`` -> ``/tip``."""
+    return _BANG_COMMAND.sub(lambda m: "/tip" if m[1] == "tip" else f"/fusion {m[1]}", footer)
+
+
 def render_blocks(message: Message) -> tuple[list[Block], str]:
     """Block Kit blocks and the plain ``text`` Slack shows in notifications and where
     blocks can't be drawn. Both stay within Slack's limits whatever the input."""
@@ -145,7 +157,9 @@ def render_blocks(message: Message) -> tuple[list[Block], str]:
         bottom.append(
             {
                 "type": "context",
-                "elements": [_mrkdwn(_clip_escaped(message.footer, MAX_CONTEXT_TEXT))],
+                "elements": [
+                    _mrkdwn(_clip_escaped(slack_spelling(message.footer), MAX_CONTEXT_TEXT))
+                ],
             }
         )
     bottom.extend(_action_blocks(message))
@@ -187,6 +201,6 @@ def fallback_text(message: Message) -> str:
         lines.append(message.text)
     lines.extend(f"{f.label}: {f.value}" for f in message.fields)
     if message.footer:
-        lines.append(message.footer)
+        lines.append(slack_spelling(message.footer))
     raw = "\n".join(lines) or " "
     return _clip_escaped(raw, MAX_FALLBACK_TEXT)
