@@ -19,6 +19,9 @@ Decisions (see also DESIGN.md):
   marking stays, the content goes); one not sent yet is cancelled; the analyst is told.
 - The retraction notice keeps the TLP banner and caveats: it is itself about a marked
   product, and partners file and purge by marking.
+- An update replaces the alert's narrative; its fact lines (``Location: …``, ``When: …``,
+  as the release wrote them from the tip) stay unless the new text gives them again, so an
+  analyst correcting a sentence doesn't silently drop where and when it happened.
 - The tip's outcome says its alert was retracted (or cancelled before it went out), on the
   review card and in !status, so nobody reads "released as alert A-1" as still standing.
 """
@@ -70,6 +73,7 @@ async def update_alert(core: Core, to: ReplyTo, alert_id: int, text: str) -> Cha
                 f"file it as a new tip that mentions T-{alert.tip_id}, and approve that."
             )
         previous_version = alert.version
+        body = with_facts_kept(alert.body, body)
         await alerts_repo.save_body(conn, alert, body, now=now)
         tz = core.policy.center.tz
         cleared = cleared_targets(core.policy, alert)
@@ -148,6 +152,22 @@ async def retract_alert(core: Core, to: ReplyTo, alert_id: int, reason: str) -> 
             said = "Nothing had been sent yet, so it is simply cancelled."
         await reply(conn, to, f"{alert.ref} retracted. {said}", now=now)
     return Change(alert, copies)
+
+
+_FACT_LABELS = ("Location:", "When:")
+
+
+def with_facts_kept(old_body: str, new_text: str) -> str:
+    """The new text, followed by the old body's fact lines it doesn't give itself."""
+    given = {
+        label for label in _FACT_LABELS for line in new_text.splitlines() if line.startswith(label)
+    }
+    kept = [
+        line
+        for line in old_body.splitlines()
+        if line.startswith(_FACT_LABELS) and not line.startswith(tuple(given))
+    ]
+    return "\n".join([new_text, *kept])
 
 
 async def _note_on_tip(

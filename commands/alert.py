@@ -66,8 +66,9 @@ async def alert(ctx: Context, args: str) -> None:
     "update",
     role=Role.ANALYST,
     usage="A-1 <new text>",
-    summary="Replace an alert's text (the title stays); every delivered copy is edited in "
-    "place and says it was updated. For whoever released it, or a supervisor.",
+    summary="Replace an alert's text (the title stays, and its Location: and When: lines "
+    "unless you give them again); every delivered copy is edited in place and says it was "
+    "updated. For whoever released it, or a supervisor.",
 )
 async def update(ctx: Context, args: str) -> None:
     alert_id, text = alert_and_text(ctx, args, "update", "new text")

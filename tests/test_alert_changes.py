@@ -84,13 +84,25 @@ async def test_update_edits_every_delivered_copy_in_place(released: ConsoleHarne
     async with db.read() as conn:
         row = (await conn.execute(select(alerts))).one()
         audit = [e for e in await load_audit(conn) if e.action == "alert.updated"]
-    assert row.body == NEW_TEXT and row.title == "Substation surveillance"
+    # The new narrative; where it happened stays, as released (the analyst didn't retype it).
+    assert (
+        row.body == f"{NEW_TEXT}\nLocation: 5th & Main" and row.title == "Substation surveillance"
+    )
     assert row.version == 3  # released, then updated
     assert len(audit) == 1 and audit[0].actor == "console:sam" and audit[0].subject == "A-1"
     assert "console:#transit" not in [r[0] for r in await outbox_snapshot(db)]
 
     log = (await released.say("@sam #review !alert A-1"))[0]
     assert NEW_TEXT in log and "RELEASED" in log
+
+
+async def test_an_update_that_gives_a_fact_again_replaces_it(released: ConsoleHarness) -> None:
+    out = await released.say(
+        f"@sam #review !update A-1 {NEW_TEXT}\nLocation: 5th & Elm\nWhen: 23:40 last night"
+    )
+    copy = edits_by_place(out)["#metro-pd"][0]
+    assert "Location: 5th & Elm" in copy and "When: 23:40 last night" in copy
+    assert "5th & Main" not in copy
 
 
 async def test_a_second_update_edits_each_copy_once_more(released: ConsoleHarness) -> None:
@@ -248,7 +260,7 @@ async def test_a_copy_still_waiting_leaves_with_the_updated_text(db: Database) -
     clock.advance(timedelta(minutes=5))
     await h.bot.drain(10.0)
     assert [r.op for r in slack.received] == ["post"]
-    assert slack.received[0].text == NEW_TEXT
+    assert slack.received[0].text == f"{NEW_TEXT}\nLocation: 5th & Main"
 
 
 async def test_a_held_copy_is_rewritten_to_the_notice(db: Database) -> None:
