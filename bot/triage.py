@@ -122,12 +122,13 @@ async def triage(core: Core, to: ReplyTo, command: Triage) -> Tip:
             decide(tip, actor, now)
             details["duplicate_of"] = original.ref
             confirmation = f"{tip.ref} marked as a duplicate of {original.ref}."
-            await _tell_officer(
-                conn,
-                tip,
-                f"Your tip {tip.ref} was merged into {original.ref}, which covers the same activity.",
-                now,
+            merged = (
+                f"Your tip {tip.ref} was merged into {original.ref}, which covers the same activity"
             )
+            if original.state is TipState.REJECTED:
+                # "Merged" alone would read as if the report went on being worked.
+                merged += ", reviewed earlier and closed without action"
+            await _tell_officer(conn, tip, merged + ".", now)
 
         await record_transition(core, conn, tip, actor, command.verb, details, now=now)
         await reply(conn, to, confirmation, now=now)

@@ -79,6 +79,16 @@ async def test_reject_and_duplicate_tell_the_officer(db) -> None:
         "closed without action: Licensed surveyor" in line for line in lines_for(out, "@olly")
     )
 
+    # A third report of the same, merged into the tip already closed without action: the
+    # officer is told so, not left to think it is being worked.
+    await h.say("@olly #tips !tip The photographer at the substation is back")
+    await h.say("@ali #review !claim T-3")
+    out = await h.say("@ali #review !dup T-3 T-1")
+    assert lines_for(out, "@olly") == [
+        "@olly Your tip T-3 was merged into T-1, which covers the same activity, reviewed "
+        "earlier and closed without action."
+    ]
+
 
 async def test_second_card_lists_similar_open_tip(db) -> None:
     h = ConsoleHarness(db)
