@@ -178,6 +178,69 @@ async def test_confirming_the_previewed_command_sends_what_was_previewed(
     ]
 
 
+async def test_preview_shows_a_scheduled_time_and_which_copies_wait_for_a_digest(
+    harness: ConsoleHarness,
+) -> None:
+    for at in ("at:2026-11-26T07:00",):
+        preview = (
+            await harness.say(f"@ana #review !approve T-1 tlp:green to:metro-pd,transit {at}")
+        )[0]
+        assert "Timing: now" not in preview
+        assert (
+            "Timing: at 2026-11-26 07:00 EST; the audience is planned again at that time" in preview
+        )
+        assert "console:#metro-pd — Metro Police Department (metro-pd), channel\n" in preview
+        assert "Regional Transit Authority (transit), channel (in its next digest)" in preview
+        assert (
+            "To send it: !approve T-1 tlp:green to:metro-pd,transit "
+            "at:2026-11-26T07:00:00-05:00 confirm"
+        ) in preview
+
+
+async def test_preview_of_a_digest_release_marks_every_channel_copy(
+    harness: ConsoleHarness,
+) -> None:
+    preview = (await harness.say("@ana #review !approve T-1 tlp:green to:metro-pd digest"))[0]
+    assert "Timing: in each partner's next digest" in preview
+    assert (
+        "console:#metro-pd — Metro Police Department (metro-pd), channel (in its next digest)"
+        in (preview)
+    )
+    assert "internal channel (in its next digest)" in preview
+    # TLP:RED direct messages never wait in a digest, and the preview doesn't say they do.
+    preview = (await harness.say("@sam #review !approve T-1 tlp:red to:state-police digest"))[0]
+    assert "console:trooper — State Police Intelligence Unit (state-police), direct message\n" in (
+        preview
+    )
+
+
+async def test_approving_with_the_question_unanswered_says_so(harness: ConsoleHarness) -> None:
+    await harness.say("@ana #review !ask T-1 What was he carrying?")
+    note = (
+        "question to the officer on T-1 is still unanswered "
+        "(asked 2026-11-25 10:00 EST: “What was he carrying?”)"
+    )
+    preview = (await harness.say("@ana #review !approve T-1 to:metro-pd"))[0]
+    assert f"Note: your {note}" in preview
+    preview = (await harness.say("@sam #review !approve T-1 to:metro-pd"))[0]
+    assert f"Note: console:ana's {note}" in preview
+
+    out = await harness.say("@ana #review !approve T-1 to:metro-pd confirm")
+    assert "released as A-1" in lines_for(out, "@ana")[0]
+    assert (
+        f"Note: your {note}; the officer is told no answer is needed any more."
+        in (lines_for(out, "@ana")[0])
+    )
+    assert "the question asked about it no longer needs an answer" in lines_for(out, "@olly")[0]
+
+
+async def test_approving_an_answered_tip_has_no_note(harness: ConsoleHarness) -> None:
+    await harness.say("@ana #review !ask T-1 What was he carrying?")
+    await harness.say("@olly @bot !reply T-1 A tripod")
+    preview = (await harness.say("@ana #review !approve T-1 to:metro-pd"))[0]
+    assert "Note:" not in preview and "unanswered" not in preview
+
+
 # --- release ----------------------------------------------------------------------------
 
 
