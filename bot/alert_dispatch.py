@@ -8,17 +8,9 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.alert_messages import partner_copy
-from bot.alerts import Alert, Timing, alert_key
-from bot.dissemination import Plan, PlannedDelivery
+from bot.alerts import Alert, Timing, alert_key, goes_to_digest
+from bot.dissemination import Plan
 from storage import digests_repo, outbox_repo
-
-
-def goes_to_digest(delivery: PlannedDelivery, timing: Timing) -> bool:
-    """``digest`` puts every channel copy in a digest; otherwise the partner's own delivery
-    mode decides. A direct message (TLP:RED) never waits in a digest."""
-    if delivery.kind == "dm":
-        return False
-    return timing == "digest" or delivery.mode == "digest"
 
 
 async def dispatch(

@@ -7,13 +7,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from bot.alerts import Alert
+from bot.alerts import Alert, Timing, goes_to_digest
 from bot.cards import local_time
 from bot.categories import CATEGORIES
 from bot.dissemination import Plan, PlannedDelivery
 from bot.messages import Button, Message, MessageField
 from bot.policy import Policy
-from bot.tips import Tip
+from bot.tips import Tip, TipNote
 from bot.tlp import TLP
 from storage.alerts_repo import Retraction
 from storage.digests_repo import DigestItem
@@ -21,6 +21,7 @@ from storage.feedback_repo import Feedback
 from storage.outbox_repo import FAILED, HELD, SENT, SUPERSEDED, OutboxRow
 
 DIGEST_NOTE = "in its next digest"
+EVERY_DIGEST = "in each partner's next digest"
 
 
 def alert_title(tip: Tip, given: str | None) -> str:
@@ -110,11 +111,17 @@ def preview_message(
     tlp: TLP,
     caveats: Sequence[str],
     plan: Plan,
+    timing: Timing,
+    send_at: datetime | None,
     footer: str,
+    note: str | None = None,
 ) -> Message:
-    fields = _facts(tip.category, tip.region)
-    fields += _plan_fields(policy, plan, reached_label="Will reach")
-    fields.append(MessageField(label="Timing", value="now"))
+    fields = [MessageField(label="Note", value=note)] if note else []
+    fields += _facts(tip.category, tip.region)
+    fields += _plan_fields(policy, plan, reached_label="Will reach", timing=timing)
+    fields.append(
+        MessageField(label="Timing", value=timing_text(timing, send_at, policy.center.tz))
+    )
     return Message(
         header=f"Who will see this: alert from {tip.ref} · {title}",
         text=body,
@@ -122,6 +129,37 @@ def preview_message(
         tlp=tlp,
         caveats=list(caveats),
         footer=footer,
+    )
+
+
+def timing_text(timing: Timing, send_at: datetime | None, tz: ZoneInfo) -> str:
+    """When the copies go, in the words the release confirmation uses."""
+    if timing == "digest":
+        return EVERY_DIGEST
+    if timing == "at" and send_at is not None:
+        return f"at {send_time(send_at, tz)}; the audience is planned again at that time"
+    return "now"
+
+
+def send_time(when: datetime, tz: ZoneInfo) -> str:
+    """A scheduled time as the center's clock shows it. Of a wall time that happens twice
+    (the clocks going back) the zone alone tells which; this says it in words too."""
+    local = when.astimezone(tz)
+    other = local.replace(fold=1 - local.fold)
+    if other.utcoffset() == local.utcoffset():
+        return local_time(when, tz)
+    which = "first" if local.fold == 0 else "second"
+    return (
+        f"{local_time(when, tz)} (the {which} {local:%H:%M} that night: the clocks go back an hour)"
+    )
+
+
+def unanswered_question(tip: Tip, question: TipNote, actor: str, tz: ZoneInfo) -> str:
+    """The analyst's question the officer hasn't answered yet, for a release that doesn't wait."""
+    whose = "your" if question.actor == actor else f"{question.actor}'s"
+    return (
+        f"{whose} question to the officer on {tip.ref} is still unanswered "
+        f"(asked {local_time(question.at, tz)}: “{_short(question.text, 80)}”)"
     )
 
 
@@ -194,10 +232,12 @@ def _facts(category: str, region: str | None) -> list[MessageField]:
     return fields
 
 
-def _plan_fields(policy: Policy, plan: Plan, *, reached_label: str | None) -> list[MessageField]:
+def _plan_fields(
+    policy: Policy, plan: Plan, *, reached_label: str | None, timing: Timing = "now"
+) -> list[MessageField]:
     fields: list[MessageField] = []
     if reached_label is not None:
-        reach = [_planned_line(policy, d) for d in plan.deliveries]
+        reach = [_planned_line(policy, d, goes_to_digest(d, timing)) for d in plan.deliveries]
         fields.append(MessageField(label=reached_label, value="\n".join(reach) or "no partner"))
     if plan.shared:
         fields.append(
@@ -226,14 +266,14 @@ def _plan_fields(policy: Policy, plan: Plan, *, reached_label: str | None) -> li
     return fields
 
 
-def _planned_line(policy: Policy, delivery: PlannedDelivery) -> str:
+def _planned_line(policy: Policy, delivery: PlannedDelivery, in_digest: bool) -> str:
     partner = policy.partner(delivery.partner_id)
     name = f"{partner.name} ({partner.id})" if partner else delivery.partner_id
     how = "direct message" if delivery.kind == "dm" else "channel"
     if partner is not None and delivery.target in partner.internal_channels:
         how = "internal channel"
     line = f"{delivery.target} — {name}, {how}"
-    if delivery.mode == "digest":
+    if in_digest:
         line += f" ({DIGEST_NOTE})"
     return line
 

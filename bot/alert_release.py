@@ -26,10 +26,15 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.alert_dispatch import dispatch, goes_to_digest
-from bot.alert_messages import alert_body, alert_title, preview_message
-from bot.alerts import Alert, Timing
-from bot.cards import local_time
+from bot.alert_dispatch import dispatch
+from bot.alert_messages import (
+    alert_body,
+    alert_title,
+    preview_message,
+    send_time,
+    unanswered_question,
+)
+from bot.alerts import Alert, Timing, goes_to_digest
 from bot.core import Core
 from bot.dissemination import AlertSpec, Plan, plan_dissemination
 from bot.errors import UserError
@@ -37,10 +42,10 @@ from bot.lifecycle import Actor, Refused, Verb, next_state
 from bot.messages import Button, Message
 from bot.policy import Policy
 from bot.replies import ReplyTo, direct_message, reply
-from bot.tips import Tip
+from bot.tips import Tip, TipState
 from bot.tlp import TLP
 from bot.triage import actor_for, decide, load_tip, record_transition
-from storage import alert_schedule_repo, alerts_repo
+from storage import alert_schedule_repo, alerts_repo, tips_repo
 from storage.audit_repo import append_audit
 
 DEFAULT_TLP = TLP.AMBER
@@ -106,6 +111,7 @@ async def preview(core: Core, to: ReplyTo, request: AlertRequest, confirm_comman
     actor = actor_for(core, to.actor)
     async with core.db.read() as conn:
         tip = await load_tip(conn, request.tip_id)
+        note = await _pending_question(conn, core.policy, tip, actor)
     proposal = propose(core.policy, tip, request, actor)
     footer = _preview_footer(core.policy, proposal, actor, confirm_command)
     message = preview_message(
@@ -116,7 +122,10 @@ async def preview(core: Core, to: ReplyTo, request: AlertRequest, confirm_comman
         tlp=request.tlp,
         caveats=request.caveats,
         plan=proposal.plan,
+        timing=request.timing,
+        send_at=request.send_at,
         footer=footer,
+        note=note,
     )
     if _may_send(proposal, actor):
         # The same command as the footer spells out, one click away where buttons exist.
@@ -141,6 +150,7 @@ async def release(core: Core, to: ReplyTo, request: AlertRequest, confirm_comman
             raise Refused(_needs_supervisor(policy, proposal, confirm_command))
         if not proposal.plan.deliveries:
             raise UserError(_reaches_nobody(proposal))
+        question = await _pending_question(conn, policy, tip, actor)
 
         alert = await alerts_repo.insert_alert(
             conn,
@@ -190,7 +200,7 @@ async def release(core: Core, to: ReplyTo, request: AlertRequest, confirm_comman
         if request.timing == "at":
             assert request.send_at is not None
             await alert_schedule_repo.mark_scheduled(conn, alert, plan=plan, now=now)
-            when = local_time(request.send_at, policy.center.tz)
+            when = send_time(request.send_at, policy.center.tz)
             await append_audit(
                 conn,
                 at=now,
@@ -216,6 +226,10 @@ async def release(core: Core, to: ReplyTo, request: AlertRequest, confirm_comman
                 f"deliver{'y' if now_count == 1 else 'ies'} now, {digest_count} in digests. "
                 f"Follow it with !alert {alert.ref}."
             )
+        if question is not None:
+            # Approving without the answer is allowed (a supervisor may have to), never silent.
+            answer += f" Note: {question}; the officer is told no answer is needed any more."
+            officer_note += "; the question asked about it no longer needs an answer"
         await direct_message(
             conn,
             tip.officer,
@@ -225,6 +239,18 @@ async def release(core: Core, to: ReplyTo, request: AlertRequest, confirm_comman
         )
         await reply(conn, to, answer, now=now)
     return alert
+
+
+async def _pending_question(
+    conn: AsyncConnection, policy: Policy, tip: Tip, actor: Actor
+) -> str | None:
+    """The question still waiting for the officer's answer, in words, or None."""
+    if tip.state is not TipState.NEEDS_INFO:
+        return None
+    asked = [n for n in await tips_repo.notes_for(conn, tip.id) if n.kind == "ask"]
+    if not asked:
+        return None
+    return unanswered_question(tip, asked[-1], actor.address, policy.center.tz)
 
 
 async def _answer(core: Core, to: ReplyTo, message: Message) -> None:

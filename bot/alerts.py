@@ -23,6 +23,14 @@ from bot.tlp import TLP
 Timing = Literal["now", "digest", "at"]
 
 
+def goes_to_digest(delivery: PlannedDelivery, timing: Timing) -> bool:
+    """``digest`` puts every channel copy in a digest; otherwise the partner's own delivery
+    mode decides. A direct message (TLP:RED) never waits in a digest."""
+    if delivery.kind == "dm":
+        return False
+    return timing == "digest" or delivery.mode == "digest"
+
+
 class AlertState(StrEnum):
     DRAFT = "draft"
     # Confirmed with at:, waiting for its time.

@@ -29,7 +29,7 @@ SCRIPT = """\
 @ana #review !approve T-1 tlp:amber caveat:LES to:metro-pd,transit,state-police title: Substation surveillance at 5th & Main
 # Transit is left out (cleared only to GREEN). She confirms: Metro PD gets it now,
 # the State Police in their 07:00 digest.
-@ana #review !approve T-1 tlp:amber caveat:LES to:metro-pd,transit,state-police title: Substation surveillance at 5th & Main confirm
+@ana #review !approve T-1 tlp:amber caveat:LES to:metro-pd,transit,state-police confirm title: Substation surveillance at 5th & Main
 @ana #review !alert A-1
 # Wednesday 07:00: the State Police digest goes out.
 ~ 2026-03-04T07:00

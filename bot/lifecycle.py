@@ -48,7 +48,7 @@ def next_state(tip: Tip, verb: Verb, actor: Actor) -> TipState:
     if not actor.may_triage:
         raise Refused("Only analysts and supervisors may triage tips.")
     if tip.state.closed:
-        raise Refused(f"{tip.ref} is already {tip.state.label}; closed tips can't change.")
+        raise Refused(f"{tip.ref} is already {_closed_as(tip)}; closed tips can't change.")
     if verb is Verb.CLAIM:
         return _claim(tip, actor)
     if tip.state is TipState.NEW:
@@ -94,7 +94,14 @@ def _reply(tip: Tip, actor: Actor) -> TipState:
     if actor.address != tip.officer:
         raise Refused(f"Only the officer who filed {tip.ref} can reply to questions about it.")
     if tip.state.closed:
-        raise Refused(f"{tip.ref} is already {tip.state.label}; no answer is needed any more.")
+        raise Refused(f"{tip.ref} is already {_closed_as(tip)}; no answer is needed any more.")
     # An answer puts a tip that waited for information back in the analyst's hands;
     # extra facts on any other open tip are simply added to it.
     return TipState.CLAIMED if tip.state is TipState.NEEDS_INFO else tip.state
+
+
+def _closed_as(tip: Tip) -> str:
+    """What a closed tip became, as a phrase: approved, rejected, a duplicate of T-2."""
+    if tip.state is TipState.DUPLICATE and tip.duplicate_of is not None:
+        return f"{tip.state.in_a_sentence} of T-{tip.duplicate_of}"
+    return tip.state.in_a_sentence

@@ -30,6 +30,14 @@ class TipState(StrEnum):
     def label(self) -> str:
         return self.value.replace("_", " ")
 
+    @property
+    def in_a_sentence(self) -> str:
+        """The state after "is" or "is already": "T-4 is already a duplicate"."""
+        return {
+            TipState.NEEDS_INFO: "waiting for the officer's answer",
+            TipState.DUPLICATE: "a duplicate",
+        }.get(self, self.label)
+
 
 @dataclass
 class Tip:

@@ -1,15 +1,19 @@
-"""``!approve T-1 [tlp:…] [caveat:…]… [to:a,b|all] [now|digest|at:<ISO>] [title: …] [confirm]``
+"""``!approve T-1 [tlp:…] [caveat:…]… [to:a,b|all] [now|digest|at:<time>] [confirm] [title: …]``
 -> an AlertRequest, and back to the exact command that confirms it.
 
-``title:`` takes the rest of the line (so a title may contain any words); only a final
-``confirm`` after it is read as the option.
+``title:`` goes last and takes the rest of the line. Release can't be undone, so nothing
+is ever read as an option out of a title's text: a title that holds an option-looking word
+(``to:…``, ``tlp:…``, ``caveat:…``, ``at:…``, or ``now``, ``digest``, ``confirm`` as its
+last word) is refused with the two commands that say what was meant — the word moved
+before ``title:``, or the title in quotes (``title: "Please confirm"``), which is taken
+as it stands.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.alert_release import AlertRequest
@@ -21,13 +25,24 @@ from bot.tlp import TLP
 
 USAGE = (
     "T-1 [tlp:clear|green|amber|amber+strict|red] [caveat:LES]… [to:<partner>,…|all] "
-    "[now|digest|at:<time>] [title: <text>] [confirm]"
+    "[now|digest|at:YYYY-MM-DD HH:MM] [confirm] [title: <text> (last)]"
 )
 TITLE_LIMIT = 200
 TLP_NAMES = ", ".join(t.value.lower() for t in TLP)
+OPTIONS = (
+    "tlp:…, caveat:…, to:…, now, digest or at:<time> (e.g. at:2026-12-01 07:00), confirm, "
+    "and title: … last"
+)
 
 _TITLE = re.compile(r"(?:^|\s)title:", re.IGNORECASE)
-_TRAILING_CONFIRM = re.compile(r"\s+confirm\s*$", re.IGNORECASE)
+# Words that would be options before title:. Inside a title they are refused, not guessed.
+_OPTION_WORD = re.compile(r"^(?:tlp|caveats?|to|at):", re.IGNORECASE)
+_OPTION_LAST_WORDS = ("confirm", "now", "digest")
+_OPENING_QUOTES = '"“”'
+_CLOSING_QUOTES = '"”“'
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_TIME_OF_DAY = re.compile(r"\d{1,2}:\d{2}(?::\d{2})?(?:Z|[+-]\d{2}:?\d{2})?", re.IGNORECASE)
+_CLOCK = re.compile(r"(\d{1,2}):(\d{2})")
 
 
 def parse_approve(
@@ -35,8 +50,8 @@ def parse_approve(
 ) -> tuple[AlertRequest, bool]:
     """The request and whether it is confirmed. Raises UserError naming the valid values."""
     usage = f"{command} {USAGE}"
-    options, title, confirm = _split_title(args)
-    words = options.split()
+    options, title = _split_title(args, command)
+    words = _join_date_and_time(options.split())
     if not words:
         raise UserError(f"Which tip? Usage: {usage}")
     tip_id = parse_tip_ref(words[0])
@@ -45,6 +60,7 @@ def parse_approve(
             f"“{_clip(words[0])}” is not a tip id; tip ids look like T-12. Usage: {usage}"
         )
     request = AlertRequest(tip_id=tip_id, title=title)
+    confirm = False
     seen: set[str] = set()
     caveats: list[str] = []
     for word in words[1:]:
@@ -60,7 +76,7 @@ def parse_approve(
         if not colon or name not in ("tlp", "caveat", "caveats", "to", "at"):
             raise UserError(
                 f"I don't understand “{_clip(word)}”. After the tip id you may give "
-                f"tlp:…, caveat:…, to:…, now, title: … (last) and confirm. Usage: {usage}"
+                f"{OPTIONS}. Usage: {usage}"
             )
         if not value:
             raise UserError(f"{name}: needs a value right after the colon, e.g. {_example(name)}")
@@ -88,28 +104,94 @@ def format_approve(request: AlertRequest, *, command: str = "!approve", confirm:
         parts.append("at:" + request.send_at.isoformat())
     else:
         parts.append(request.timing)
-    if request.title:
-        parts.append(f"title: {request.title}")
     if confirm:
         parts.append("confirm")
+    if request.title:
+        parts.append(title_option(request.title))
     return " ".join(parts)
 
 
-def _split_title(args: str) -> tuple[str, str | None, bool]:
+def title_option(title: str) -> str:
+    """``title: …`` that reads back as exactly this title: quoted when its words would
+    otherwise be refused as options, or when it is itself wrapped in quotes."""
+    if _option_words(title.split()) or _quoted(title) is not None:
+        return f'title: "{title}"'
+    return f"title: {title}"
+
+
+def confirms(text: str) -> bool:
+    """Whether an ``approve …`` command sends (``confirm`` before any ``title:``)."""
+    match = _TITLE.search(text)
+    options = text if match is None else text[: match.start()]
+    return "confirm" in (word.lower() for word in options.split())
+
+
+def _split_title(args: str, command: str) -> tuple[str, str | None]:
     match = _TITLE.search(args)
     if match is None:
-        return args, None, False
-    title = args[match.end() :]
-    confirm = False
-    trailing = _TRAILING_CONFIRM.search(title)
-    if trailing is not None:
-        title, confirm = title[: trailing.start()], True
-    title = " ".join(title.split())
+        return args, None
+    options, text = args[: match.start()], " ".join(args[match.end() :].split())
+    title = _quoted(text)
+    if title is None:
+        title = text
+        suspect = _option_words(text.split())
+        if suspect:
+            raise UserError(_title_holds_options(command, options, text, suspect))
     if not title:
         raise UserError("The title is empty; write title: followed by the alert's title.")
     if len(title) > TITLE_LIMIT:
         raise UserError(f"The title is too long ({len(title)} characters; at most {TITLE_LIMIT}).")
-    return args[: match.start()], title, confirm
+    return options, title
+
+
+def _quoted(text: str) -> str | None:
+    """The title inside "…" or “…” (one pair of quotes taken off, whatever is inside),
+    or None when it isn't quoted."""
+    if len(text) >= 2 and text[0] in _OPENING_QUOTES and text[-1] in _CLOSING_QUOTES:
+        return " ".join(text[1:-1].split())
+    return None
+
+
+def _option_words(words: list[str]) -> list[int]:
+    """Where in the title's words an option seems to stand."""
+    found = [i for i, w in enumerate(words) if _OPTION_WORD.match(w)]
+    if words and words[-1].lower() in _OPTION_LAST_WORDS:
+        found.append(len(words) - 1)
+    return found
+
+
+def _title_holds_options(command: str, options: str, title: str, suspect: list[int]) -> str:
+    words = title.split()
+    moved = [words[i] for i in suspect]
+    kept = [w for i, w in enumerate(words) if i not in suspect]
+    fixed = " ".join([command, *options.split(), *moved])
+    if kept:
+        fixed += " " + title_option(" ".join(kept))
+    named = ", ".join(f"“{_clip(w)}”" for w in moved)
+    one = len(moved) == 1
+    return (
+        f"Nothing was sent: title: goes last and takes the rest of the line, so I won't read "
+        f"{named} out of the title as {'an option' if one else 'options'}. Put confirm and "
+        f"the other options before title:, e.g.\n{fixed}\nor, if "
+        f"{'it belongs' if one else 'they belong'} to the title, put the title in quotes:\n"
+        + " ".join([command, *options.split(), f'title: "{title}"'])
+    )
+
+
+def _join_date_and_time(words: list[str]) -> list[str]:
+    """``at:2026-12-05 07:00`` as one word, ``at:2026-12-05T07:00``: people type a space."""
+    joined: list[str] = []
+    for word in words:
+        previous = joined[-1] if joined else ""
+        if (
+            previous[:3].lower() == "at:"
+            and _DATE.fullmatch(previous[3:])
+            and _TIME_OF_DAY.fullmatch(word)
+        ):
+            joined[-1] = f"{previous}T{'0' if word[1] == ':' else ''}{word}"
+        else:
+            joined.append(word)
+    return joined
 
 
 def _once(seen: set[str], what: str, word: str) -> None:
@@ -163,21 +245,50 @@ def _audience(value: str, policy: Policy) -> tuple[str, ...] | None:
 
 
 def _send_at(value: str, tz: ZoneInfo, now: datetime) -> datetime:
-    example = (now.astimezone(tz) + timedelta(days=1)).strftime("%Y-%m-%dT07:00")
+    example = (now.astimezone(tz) + timedelta(days=1)).strftime("%Y-%m-%d 07:00")
+    clock = _CLOCK.fullmatch(value)
     try:
+        if clock is not None:
+            return _next_time_of_day(time(int(clock[1]), int(clock[2])), tz, now)
         when = datetime.fromisoformat(value)
     except ValueError:
         raise UserError(
-            f"“{_clip(value)}” is not a time I can read. Write an ISO time, e.g. "
-            f"at:{example} (the center's time, {tz.key}) or with a zone, at:{example}-05:00."
+            f"“{_clip(value)}” is not a time I can read. Write the date and time, e.g. "
+            f"at:{example} (the center's time, {tz.key}), with a zone, "
+            f"at:{example.replace(' ', 'T')}-05:00, or a time of day, at:07:00."
         ) from None
     if when.tzinfo is None:
         # People write times in the center's own zone, not in UTC.
-        when = when.replace(tzinfo=tz)
+        when = _in_zone(when, tz)
     if when <= now:
         raise UserError(
             f"at:{_clip(value)} is in the past ({now.astimezone(tz):%Y-%m-%d %H:%M %Z} now). "
             f"Give a future time, e.g. at:{example}, or use now."
+        )
+    return when
+
+
+def _next_time_of_day(clock: time, tz: ZoneInfo, now: datetime) -> datetime:
+    """``at:07:00``: the next 07:00 in the center's zone, today or tomorrow."""
+    today = now.astimezone(tz).date()
+    for day in (today, today + timedelta(days=1)):
+        when = _in_zone(datetime.combine(day, clock), tz)
+        if when > now:
+            return when
+    raise AssertionError("a time of day recurs within two days")
+
+
+def _in_zone(local: datetime, tz: ZoneInfo) -> datetime:
+    """A wall time in the center's zone. Of an hour that happens twice (clocks going back)
+    it is the first, as local_time then shows with its zone; a time the clocks skip
+    doesn't exist, and guessing an hour either side could send an alert an hour early."""
+    when = local.replace(tzinfo=tz, fold=0)
+    real = when.astimezone(UTC).astimezone(tz)
+    if real.replace(tzinfo=None) != local:
+        raise UserError(
+            f"{local:%Y-%m-%d %H:%M} doesn't exist in {tz.key}: the clocks go forward that "
+            f"night and skip it. Give a time outside the skipped hour, e.g. "
+            f"at:{real:%Y-%m-%d %H:%M}."
         )
     return when
 
@@ -188,7 +299,7 @@ def _example(name: str) -> str:
         "caveat": "caveat:LES",
         "caveats": "caveats:LES,CUI",
         "to": "to:metro-pd",
-        "at": "at:2026-12-01T07:00",
+        "at": "at:2026-12-01 07:00",
     }[name]
 
 

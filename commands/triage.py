@@ -87,10 +87,13 @@ async def dup(ctx: Context, args: str) -> None:
     summary="Approve a tip you hold and release it as an alert. Without confirm it shows "
     "who will see it (each partner reached, each left out and why) and changes nothing; "
     "add confirm to send. TLP:AMBER unless tlp: says otherwise; TLP:RED and sending to "
-    "all partners need a supervisor.",
+    "all partners need a supervisor. at: takes a time in the center's time zone "
+    "(at:2026-12-01 07:00, or at:07:00 for the next 07:00). title: goes last and takes "
+    "the rest of the line; put the title in quotes if it holds words like confirm.",
     examples=(
         "approve T-1 tlp:green to:metro-pd",
-        "approve T-1 tlp:amber caveat:LES to:metro-pd title: Substation surveillance confirm",
+        "approve T-1 to:metro-pd at:2026-12-01 07:00",
+        "approve T-1 tlp:amber caveat:LES to:metro-pd confirm title: Substation surveillance",
     ),
 )
 async def approve(ctx: Context, args: str) -> None:

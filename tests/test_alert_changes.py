@@ -33,7 +33,7 @@ async def released(db: Database) -> ConsoleHarness:
     h = ConsoleHarness(db, policy=alert_policy(), clock=ManualClock(START))
     await h.say(TIP)
     await h.say("@ana #review !claim T-1")
-    out = await h.say("@sam #review !approve T-1 title: Substation surveillance confirm")
+    out = await h.say("@sam #review !approve T-1 confirm title: Substation surveillance")
     assert {line.split(" ", 1)[0] for line in out} >= set(RELEASED_TO)
     return h
 

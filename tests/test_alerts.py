@@ -178,6 +178,130 @@ async def test_confirming_the_previewed_command_sends_what_was_previewed(
     ]
 
 
+async def test_preview_shows_a_scheduled_time_and_which_copies_wait_for_a_digest(
+    harness: ConsoleHarness,
+) -> None:
+    # 10:00 EST now: at:07:00 is tomorrow's, as the date-and-time spellings say outright.
+    for at in ("at:2026-11-26 07:00", "at:2026-11-26T07:00", "at:07:00"):
+        preview = (
+            await harness.say(f"@ana #review !approve T-1 tlp:green to:metro-pd,transit {at}")
+        )[0]
+        assert "Timing: now" not in preview
+        assert (
+            "Timing: at 2026-11-26 07:00 EST; the audience is planned again at that time" in preview
+        )
+        assert "console:#metro-pd — Metro Police Department (metro-pd), channel\n" in preview
+        assert "Regional Transit Authority (transit), channel (in its next digest)" in preview
+        assert (
+            "To send it: !approve T-1 tlp:green to:metro-pd,transit "
+            "at:2026-11-26T07:00:00-05:00 confirm"
+        ) in preview
+
+
+async def test_preview_of_a_digest_release_marks_every_channel_copy(
+    harness: ConsoleHarness,
+) -> None:
+    preview = (await harness.say("@ana #review !approve T-1 tlp:green to:metro-pd digest"))[0]
+    assert "Timing: in each partner's next digest" in preview
+    assert (
+        "console:#metro-pd — Metro Police Department (metro-pd), channel (in its next digest)"
+        in (preview)
+    )
+    assert "internal channel (in its next digest)" in preview
+    # TLP:RED direct messages never wait in a digest, and the preview doesn't say they do.
+    preview = (await harness.say("@sam #review !approve T-1 tlp:red to:state-police digest"))[0]
+    assert "console:trooper — State Police Intelligence Unit (state-police), direct message\n" in (
+        preview
+    )
+
+
+async def test_the_previews_titled_command_confirms_and_keeps_the_title(
+    harness: ConsoleHarness,
+) -> None:
+    preview = (await harness.say("@ana #review !approve T-1 to:metro-pd title: Fence photos"))[0]
+    command = "!approve T-1 tlp:amber to:metro-pd now confirm title: Fence photos"
+    assert f"To send it: {command}\n" in preview + "\n"
+    assert f"[Confirm and send: {command}]" in preview
+    out = await harness.say(f"@ana #review {command}")
+    assert "A-1 · Fence photos\n" in lines_for(out, "#metro-pd")[0] + "\n"
+
+
+async def test_confirm_at_the_end_of_a_title_is_never_read_as_confirm(
+    harness: ConsoleHarness,
+) -> None:
+    before = await everything(harness.bot.db)
+    out = await harness.say("@ana #review !approve T-1 to:metro-pd title: Please confirm")
+    assert len(out) == 1 and out[0].startswith("@ana "), out
+    assert "Nothing was sent: title: goes last and takes the rest of the line" in out[0]
+    assert "Put confirm and the other options before title:" in out[0]
+    assert "!approve T-1 to:metro-pd confirm title: Please\n" in out[0]
+    quoted = '!approve T-1 to:metro-pd title: "Please confirm"'
+    assert out[0].rstrip().endswith(quoted)
+    assert await everything(harness.bot.db) == before
+
+    # The quoted title is the whole title, and the preview's command keeps it so.
+    preview = (await harness.say(f"@ana #review {quoted}"))[0]
+    assert "alert from T-1 · Please confirm" in preview
+    command = '!approve T-1 tlp:amber to:metro-pd now confirm title: "Please confirm"'
+    assert f"To send it: {command}" in preview
+    assert await everything(harness.bot.db) == before
+    out = await harness.say(f"@ana #review {command}")
+    assert "A-1 · Please confirm" in lines_for(out, "#metro-pd")[0]
+
+
+async def test_options_after_the_title_are_refused_with_the_command_that_works(
+    harness: ConsoleHarness,
+) -> None:
+    before = await everything(harness.bot.db)
+    out = await harness.say("@ana #review !approve T-1 title: X to:metro-pd")
+    assert "I won't read “to:metro-pd” out of the title as an option" in out[0]
+    assert "!approve T-1 to:metro-pd title: X\n" in out[0]
+    out = await harness.say("@ana #review !approve T-1 title: Drone tlp:green at:07:00 now")
+    assert "“tlp:green”, “at:07:00”, “now” out of the title as options" in out[0]
+    assert "!approve T-1 tlp:green at:07:00 now title: Drone\n" in out[0]
+    assert await everything(harness.bot.db) == before
+
+
+async def test_a_title_of_ordinary_words_is_taken_as_it_is(harness: ConsoleHarness) -> None:
+    title = "Confirmed: man at the gate now and then, titles: none"
+    out = await harness.say(f"@ana #review !approve T-1 to:metro-pd confirm title: {title}")
+    assert f"A-1 · {title}" in lines_for(out, "#metro-pd")[0]
+
+
+async def test_approving_with_the_question_unanswered_says_so(harness: ConsoleHarness) -> None:
+    await harness.say("@ana #review !ask T-1 What was he carrying?")
+    note = (
+        "question to the officer on T-1 is still unanswered "
+        "(asked 2026-11-25 10:00 EST: “What was he carrying?”)"
+    )
+    preview = (await harness.say("@ana #review !approve T-1 to:metro-pd"))[0]
+    assert f"Note: your {note}" in preview
+    preview = (await harness.say("@sam #review !approve T-1 to:metro-pd"))[0]
+    assert f"Note: console:ana's {note}" in preview
+
+    out = await harness.say("@ana #review !approve T-1 to:metro-pd confirm")
+    assert "released as A-1" in lines_for(out, "@ana")[0]
+    assert (
+        f"Note: your {note}; the officer is told no answer is needed any more."
+        in (lines_for(out, "@ana")[0])
+    )
+    assert "the question asked about it no longer needs an answer" in lines_for(out, "@olly")[0]
+
+
+async def test_approving_an_answered_tip_has_no_note(harness: ConsoleHarness) -> None:
+    await harness.say("@ana #review !ask T-1 What was he carrying?")
+    await harness.say("@olly @bot !reply T-1 A tripod")
+    preview = (await harness.say("@ana #review !approve T-1 to:metro-pd"))[0]
+    assert "Note:" not in preview and "unanswered" not in preview
+
+
+async def test_help_approve_shows_how_to_write_a_time(harness: ConsoleHarness) -> None:
+    help_text = (await harness.say("@ana #review !help approve"))[0]
+    assert "at:YYYY-MM-DD HH:MM" in help_text
+    assert "Example: !approve T-1 to:metro-pd at:2026-12-01 07:00" in help_text
+    assert "confirm title: Substation surveillance" in help_text
+
+
 # --- release ----------------------------------------------------------------------------
 
 
@@ -185,7 +309,7 @@ async def test_confirm_delivers_to_exactly_the_planned_partner_channels(
     harness: ConsoleHarness,
 ) -> None:
     db = harness.bot.db
-    out = await harness.say("@sam #review !approve T-1 title: Substation surveillance confirm")
+    out = await harness.say("@sam #review !approve T-1 confirm title: Substation surveillance")
 
     # Default TLP:AMBER: metro-pd (AMBER) and state-police reach; transit (GREEN) does not.
     assert reached(out) == {
@@ -323,10 +447,15 @@ BAD = [
     ("!approve T-1 caveat:SECRET", "is not a caveat this center uses. Use one of: LES, CUI"),
     ("!approve T-1 to:nobody", "“nobody” is not a partner. Use to:all or partner ids: metro-pd"),
     ("!approve T-1 to:all,metro-pd", "to:all already names every partner"),
-    ("!approve T-1 at:tomorrow", "is not a time I can read. Write an ISO time, e.g. at:2026-11-26"),
+    (
+        "!approve T-1 at:tomorrow",
+        "is not a time I can read. Write the date and time, e.g. at:2026-11-26 07:00",
+    ),
     ("!approve T-1 at:2026-11-24T09:00", "is in the past"),
     ("!approve T-1 now digest", "The timing is given twice"),
     ("!approve T-1 please", "I don't understand “please”"),
+    ("!approve T-1 please", "to:…, now, digest or at:<time> (e.g. at:2026-12-01 07:00), confirm"),
+    ("!approve T-1 at:24:00", "is not a time I can read"),
     ("!approve T-1 title:", "The title is empty"),
     ("!approve banana", "is not a tip id"),
     ("!approve", "Which tip?"),

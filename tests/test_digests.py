@@ -38,7 +38,7 @@ async def test_digest_partner_gets_one_digest_at_its_time_and_nothing_twice(db) 
     clock = ManualClock(START)
     h = await filed_and_claimed(db, clock)
     out = await h.say(
-        "@ana #review !approve T-1 tlp:green to:metro-pd,transit title: Fence photos confirm"
+        "@ana #review !approve T-1 tlp:green to:metro-pd,transit confirm title: Fence photos"
     )
     assert lines_for(out, "#metro-pd") and not lines_for(out, "#transit")
     log = (await h.say("@ana #review !alert A-1"))[0]
@@ -68,7 +68,7 @@ async def test_one_digest_lists_every_alert_of_the_period_with_its_marking(db) -
     await h.say("@ana #review !approve T-1 tlp:green to:transit confirm")
     await h.say("@olly #tips !tip Drone over the rail yard | category: survl | region: north")
     await h.say("@ana #review !claim T-2")
-    await h.say("@ana #review !approve T-2 tlp:clear to:transit title: Rail yard drone confirm")
+    await h.say("@ana #review !approve T-2 tlp:clear to:transit confirm title: Rail yard drone")
     clock.set(NEXT_DIGEST + timedelta(minutes=5))
     [digest] = lines_for(await tick(h), "#transit")
     assert "2 alert(s)" in digest and digest.startswith("#transit [TLP:GREEN]")

@@ -79,7 +79,7 @@ async def test_a_digest_in_the_repeated_hour_lists_each_alert_once(db) -> None:
     appears twice and neither waits a day."""
     clock = ManualClock(datetime(2026, 10, 31, 16, 0, tzinfo=UTC))
     h = await claimed(db, clock, "30 1 * * *")
-    await h.say("@ana #review !approve T-1 tlp:green to:transit title: First confirm")
+    await h.say("@ana #review !approve T-1 tlp:green to:transit confirm title: First")
 
     clock.set(datetime(2026, 11, 1, 5, 30, tzinfo=UTC))  # 01:30 EDT
     [first] = lines_for(await tick(h), "#transit")
@@ -88,7 +88,7 @@ async def test_a_digest_in_the_repeated_hour_lists_each_alert_once(db) -> None:
     clock.set(datetime(2026, 11, 1, 5, 45, tzinfo=UTC))  # 01:45 EDT
     await h.say("@olly #tips !tip Drone over the rail yard | category: survl | region: north")
     await h.say("@ana #review !claim T-2")
-    await h.say("@ana #review !approve T-2 tlp:clear to:transit title: Second confirm")
+    await h.say("@ana #review !approve T-2 tlp:clear to:transit confirm title: Second")
     clock.set(datetime(2026, 11, 1, 6, 29, tzinfo=UTC))  # 01:29 EST
     assert lines_for(await tick(h), "#transit") == []
     clock.set(datetime(2026, 11, 1, 6, 30, tzinfo=UTC))  # 01:30 EST
@@ -162,21 +162,27 @@ def test_latest_fire_steps_through_both_0130s_and_the_skipped_0230() -> None:
 # --- at: scheduled alerts --------------------------------------------------------------
 
 
-async def test_at_a_time_in_the_spring_forward_gap_says_when_it_really_goes(db) -> None:
-    """at:2027-03-14T02:30 names a time that doesn't exist; the analyst is told the real
-    time (03:30 EDT) and the alert goes then, not an hour early or late."""
+async def test_at_a_time_in_the_spring_forward_gap_is_refused_with_one_that_exists(db) -> None:
+    """at:2027-03-14T02:30 names a time that doesn't exist: sending an hour early or late
+    on a guess is worse than asking, so the analyst is told and given a time that exists."""
     clock = ManualClock(datetime(2027, 3, 13, 20, 0, tzinfo=UTC))
     h = await claimed(db, clock)
-    out = await h.say("@ana #review !approve T-1 tlp:amber to:metro-pd at:2027-03-14T02:30 confirm")
-    assert "scheduled for 2027-03-14 03:30 EDT" in lines_for(out, "@ana")[0]
-    assert "scheduled for 2027-03-14 03:30 EDT" in (await h.say("@ana #review !alert A-1"))[0]
+    for command in (
+        "!approve T-1 tlp:amber to:metro-pd at:2027-03-14T02:30 confirm",
+        "!approve T-1 tlp:amber to:metro-pd at:2027-03-14 02:30",
+        "!approve T-1 tlp:amber to:metro-pd at:02:30 confirm",  # the next 02:30 is that one
+    ):
+        out = await h.say(f"@ana #review {command}")
+        assert len(out) == 1 and out[0].startswith("@ana "), out
+        assert (
+            "2027-03-14 02:30 doesn't exist in America/New_York: the clocks go forward that "
+            "night and skip it. Give a time outside the skipped hour, e.g. at:2027-03-14 03:30."
+        ) in out[0]
+    async with db.read() as conn:
+        assert (await conn.execute(select(alerts))).all() == []
 
-    clock.set(datetime(2027, 3, 14, 7, 29, tzinfo=UTC))  # 03:29 EDT
-    assert lines_for(await tick(h), "#metro-pd") == []
-    assert await alert_state(db) == "scheduled"
-    clock.set(datetime(2027, 3, 14, 7, 30, tzinfo=UTC))  # 03:30 EDT
-    assert len(lines_for(await tick(h), "#metro-pd")) == 1
-    assert await alert_state(db) == "released"
+    out = await h.say("@ana #review !approve T-1 tlp:amber to:metro-pd at:2027-03-14 03:30 confirm")
+    assert "scheduled for 2027-03-14 03:30 EDT" in lines_for(out, "@ana")[0]
 
 
 async def test_at_a_time_in_the_repeated_hour_goes_at_the_one_the_analyst_sees(db) -> None:
@@ -184,14 +190,20 @@ async def test_at_a_time_in_the_repeated_hour_goes_at_the_one_the_analyst_sees(d
     confirmation says so; an explicit -05:00 picks the second (EST)."""
     clock = ManualClock(datetime(2026, 10, 31, 16, 0, tzinfo=UTC))
     h = await claimed(db, clock)
+    first = "2026-11-01 01:30 EDT (the first 01:30 that night: the clocks go back an hour)"
+    preview = await h.say("@ana #review !approve T-1 tlp:amber to:metro-pd at:2026-11-01 01:30")
+    assert f"Timing: at {first}" in preview[0]
     out = await h.say("@ana #review !approve T-1 tlp:amber to:metro-pd at:2026-11-01T01:30 confirm")
-    assert "scheduled for 2026-11-01 01:30 EDT" in lines_for(out, "@ana")[0]
+    assert f"scheduled for {first}" in lines_for(out, "@ana")[0]
     await h.say("@olly #tips !tip Drone over the rail yard | category: survl | region: north")
     await h.say("@ana #review !claim T-2")
     out = await h.say(
         "@ana #review !approve T-2 tlp:amber to:metro-pd at:2026-11-01T01:30-05:00 confirm"
     )
-    assert "scheduled for 2026-11-01 01:30 EST" in lines_for(out, "@ana")[0]
+    assert (
+        "scheduled for 2026-11-01 01:30 EST (the second 01:30 that night: the clocks go back"
+        in lines_for(out, "@ana")[0]
+    )
 
     def alert_refs(out: list[str]) -> list[str]:
         return [

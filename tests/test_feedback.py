@@ -25,7 +25,7 @@ async def released(db: Database) -> ConsoleHarness:
     h = ConsoleHarness(db, policy=alert_policy(), clock=ManualClock(START))
     await h.say(TIP)
     await h.say("@ana #review !claim T-1")
-    await h.say("@sam #review !approve T-1 title: Substation surveillance confirm")
+    await h.say("@sam #review !approve T-1 confirm title: Substation surveillance")
     return h
 
 

@@ -98,3 +98,18 @@ def test_purged_tip_accepts_nothing() -> None:
     purged.purged_at = datetime(2026, 2, 1, tzinfo=UTC)
     with pytest.raises(Refused, match="purged"):
         next_state(purged, Verb.REPLY, OFFICER)
+
+
+@pytest.mark.parametrize(
+    ("state", "phrase"),
+    [(S.APPROVED, "approved"), (S.REJECTED, "rejected"), (S.DUPLICATE, "a duplicate of T-2")],
+)
+def test_a_closed_tip_refuses_in_a_sentence_that_reads(state: TipState, phrase: str) -> None:
+    closed = tip(state)
+    closed.duplicate_of = 2 if state is S.DUPLICATE else None
+    with pytest.raises(Refused) as refused:
+        next_state(closed, Verb.APPROVE, HOLDER)
+    assert str(refused.value) == f"T-1 is already {phrase}; closed tips can't change."
+    with pytest.raises(Refused) as refused:
+        next_state(closed, Verb.REPLY, OFFICER)
+    assert str(refused.value) == f"T-1 is already {phrase}; no answer is needed any more."

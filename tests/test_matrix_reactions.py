@@ -76,3 +76,10 @@ def test_allowed_servers_from_the_policy_replace_the_default() -> None:
     policy = parse_policy(POLICY + '[matrix]\nallowed_servers = ["only.example"]\n', "p.toml")
     assert allowed_servers(policy, "@bot:center.example") == {"only.example"}
     assert not may_command(policy, "@bot:center.example", "@ana:center.example")
+
+
+def test_approve_on_a_titled_preview_sends_its_confirm_command() -> None:
+    """The preview's command puts confirm before title: (a title may end in any word)."""
+    command = 'approve T-4 tlp:amber to:metro-pd now confirm title: "Please confirm"'
+    preview = Message(text="who", buttons=[Button(label="Confirm and send", command=command)])
+    assert reaction_command("✅", preview, None) == "!" + command

@@ -604,12 +604,19 @@ async def test_approve_form_becomes_the_preview_command_without_confirm(
             view_id="V3",
         )
     )
-    await eventually(lambda: len(recorder.commands) == 3)
+    # The form's title is all title: quoted, its last word can't pass for confirm.
+    await slack.interaction(
+        view_submission(
+            form, approve_values(title=typed("Please confirm")), user="UANA", view_id="V4"
+        )
+    )
+    await eventually(lambda: len(recorder.commands) == 4)
     assert sorted(c.text for c in recorder.commands[1:]) == [
         "!approve T-1 tlp:amber to:all at:2026-12-01T07:00",
         "!approve T-1 tlp:amber to:all digest",
+        '!approve T-1 tlp:amber to:all now title: "Please confirm"',
     ]
-    assert not any("confirm" in c.text for c in recorder.commands)
+    assert not any("confirm" in c.text.partition(" title:")[0].split() for c in recorder.commands)
 
 
 async def test_approve_form_errors_are_shown_in_the_form(slack: Slack, recorder: Recorder) -> None:
@@ -617,7 +624,6 @@ async def test_approve_form_errors_are_shown_in_the_form(slack: Slack, recorder:
     cases = [
         (approve_values(timing=radio("at")), {"at"}),
         (approve_values(at=typed("2026-12-01T07:00")), {"at"}),
-        (approve_values(title=typed("Please confirm")), {"title"}),
     ]
     for index, (values, fields) in enumerate(cases):
         status, body, _ = await slack.interaction(

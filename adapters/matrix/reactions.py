@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 
 from bot.messages import Message
+from commands.approve_parser import confirms
 
 CLAIM, APPROVE, REJECT, USEFUL, NOT_USEFUL = "✋", "✅", "❌", "👍", "👎"
 REACTIONS = (CLAIM, APPROVE, REJECT, USEFUL, NOT_USEFUL)
@@ -52,7 +53,7 @@ def reaction_command(key: str, message: Message, message_key: str | None) -> str
         confirm = next(
             (b.command for b in message.buttons if b.command.startswith("approve ")), None
         )
-        if confirm is not None and confirm.endswith(" confirm"):
+        if confirm is not None and confirms(confirm):
             return "!" + confirm
     if subject is None:
         if emoji in (USEFUL, NOT_USEFUL) and message_key and message_key.startswith("digest"):

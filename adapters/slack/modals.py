@@ -14,6 +14,7 @@ from typing import Any
 
 from bot.categories import CATEGORIES
 from bot.tlp import TLP
+from commands.approve_parser import title_option
 from commands.tip_parser import DEFAULT_LIMIT, FIELDS, LIMITS
 
 TIP_CALLBACK = "fusion_tip"
@@ -336,9 +337,6 @@ def approve_text(tip_ref: str, values: Mapping[str, Any]) -> tuple[str | None, d
     elif timing != "at" and at:
         errors["at"] = "Choose “At a set time” to use this time, or leave it empty."
     title = " ".join(state_value(values, "title").split())
-    if title and title.split()[-1].lower() == "confirm":
-        # The command reads a final "confirm" as the order to send.
-        errors["title"] = "Please don't end the title with the word “confirm”."
     if errors:
         return None, errors
     tlp = "".join(state_value(values, "tlp").split()) or _DEFAULT_TLP
@@ -350,5 +348,6 @@ def approve_text(tip_ref: str, values: Mapping[str, Any]) -> tuple[str | None, d
     parts.append("to:" + (",".join(partners) if partners else "all"))
     parts.append(f"at:{at}" if timing == "at" else timing)
     if title:
-        parts.append(f"title: {title}")
+        # Quoted where its words could pass for options: the form's title is all title.
+        parts.append(title_option(title))
     return " ".join(parts), {}
