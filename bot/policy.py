@@ -106,7 +106,7 @@ class Partner(_Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     name: str
     sector: Literal["federal", "state", "local", "tribal", "territorial", "private"]
-    max_tlp: TLP = TLP.GREEN
+    max_tlp: TLP  # a clearance is stated, never assumed
     caveats: list[str] = Field(default_factory=list)
     categories: list[CategoryCode] = Field(default_factory=lambda: ["*"])
     regions: list[str] = Field(default_factory=lambda: ["*"])
@@ -119,7 +119,9 @@ class Partner(_Strict):
     @field_validator("max_tlp", mode="before")
     @classmethod
     def _tlp(cls, value: object) -> object:
-        return TLP.parse(value) if isinstance(value, str) else value
+        # The file is the reviewed record of each clearance: it spells the labels the
+        # alerts carry, so reviewers never compare WHITE in the file with CLEAR on a card.
+        return TLP.parse(value, accept_white=False) if isinstance(value, str) else value
 
     @field_validator("caveats")
     @classmethod

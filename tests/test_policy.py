@@ -69,6 +69,27 @@ def test_red_recipients_must_be_people() -> None:
     assert "TLP:RED goes only to named people" in problem
 
 
+def line_of(text: str, wanted: str, occurrence: int = 1) -> int:
+    numbers = [n for n, line in enumerate(text.splitlines(), start=1) if line == wanted]
+    return numbers[occurrence - 1]
+
+
+def test_a_partner_must_state_its_clearance() -> None:
+    text = CONSOLE_POLICY.replace('max_tlp = "AMBER"\n', "")
+    assert problems(text) == [
+        f"center.toml:{line_of(text, '[[partners]]')}: [[partners]] #1 (id 'metro-pd') "
+        "max_tlp: required setting is missing"
+    ]
+
+
+def test_tlp_white_is_refused_with_its_tlp_2_name() -> None:
+    [problem] = problems(CONSOLE_POLICY.replace('max_tlp = "AMBER"', 'max_tlp = "WHITE"'))
+    assert problem.endswith(
+        "max_tlp: 'WHITE' is not a TLP 2.0 label; use one of clear, green, amber, amber+strict, "
+        "red (TLP:WHITE became TLP:CLEAR in TLP 2.0)"
+    )
+
+
 def test_unreadable_file_is_reported(tmp_path: Path) -> None:
     with pytest.raises(PolicyError, match="can't read the policy file"):
         load_policy(tmp_path / "missing.toml")
