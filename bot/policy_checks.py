@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from bot.categories import CATEGORIES
 from bot.tips import Urgency
+from bot.tlp import TLP
 
 if TYPE_CHECKING:
     from bot.policy import Center, Intake, Partner, Policy, Review
@@ -62,6 +63,21 @@ def conflicts(sections: Sections) -> list[Finding]:
         *_unknown_caveats(sections),
         *_tip_channels_given_to_partners(sections),
     ]
+
+
+def idle_settings(sections: Sections) -> list[Finding]:
+    """Settings that are valid but can never take effect: worth a warning, not a refusal."""
+    findings: list[Finding] = []
+    for index, partner in enumerate(sections.partners):
+        if partner is not None and partner.red_recipients and partner.max_tlp is not TLP.RED:
+            findings.append(
+                Finding(
+                    ("partners", index, "red_recipients"),
+                    f"max_tlp is {partner.max_tlp.value}, below RED, so these people will "
+                    'never receive anything; raise max_tlp to "RED" or remove red_recipients',
+                )
+            )
+    return findings
 
 
 def _unrouted_categories(sections: Sections) -> list[Finding]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -15,6 +15,8 @@ from bot.policy_checks import (
     PolicyConflicts,
     Sections,
     conflicts,
+    idle_settings,
+    sections_of,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -32,7 +34,21 @@ class PolicyError(Exception):
         super().__init__(f"{source}: {len(problems)} problem(s)\n" + "\n".join(problems))
 
 
+class CheckedPolicy(NamedTuple):
+    policy: Policy
+    # Located like problems; the policy works, but these settings can never take effect.
+    warnings: list[str]
+
+
 def load_policy(path: str | Path) -> Policy:
+    return check_policy_file(path).policy
+
+
+def parse_policy(text: str, source: str = "policy") -> Policy:
+    return check_policy(text, source).policy
+
+
+def check_policy_file(path: str | Path) -> CheckedPolicy:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -40,10 +56,10 @@ def load_policy(path: str | Path) -> Policy:
         raise PolicyError(
             str(path), [f"{path}: can't read the policy file ({exc.strerror})"]
         ) from exc
-    return parse_policy(text, str(path))
+    return check_policy(text, str(path))
 
 
-def parse_policy(text: str, source: str = "policy") -> Policy:
+def check_policy(text: str, source: str = "policy") -> CheckedPolicy:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -59,7 +75,8 @@ def parse_policy(text: str, source: str = "policy") -> Policy:
         raise PolicyError(source, places.name_all(found)) from None
     except PolicyConflicts as exc:
         raise PolicyError(source, places.name_all(exc.findings)) from None
-    return policy
+    warnings = places.name_all(idle_settings(sections_of(policy)), kind="warning: ")
+    return CheckedPolicy(policy, warnings)
 
 
 def _sections_that_validate(data: dict[str, Any]) -> Sections:
@@ -114,10 +131,10 @@ class _Places:
     def __init__(self, source: str, text: str, data: dict[str, Any]) -> None:
         self.source, self.text, self.data = source, text, data
 
-    def name_all(self, findings: list[Finding]) -> list[str]:
+    def name_all(self, findings: list[Finding], kind: str = "") -> list[str]:
         placed = sorted(((_find_line(self.text, f.loc), f) for f in findings), key=_line_or_0)
         return [
-            f"{self._file(line)}: {_table_name(self.data, f.loc)}: {f.message}"
+            f"{self._file(line)}: {kind}{_table_name(self.data, f.loc)}: {f.message}"
             for line, f in placed
         ]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.policy_loader import PolicyError, load_policy, parse_policy
+from bot.policy_loader import PolicyError, check_policy, load_policy, parse_policy
 from bot.settings import EXAMPLE_POLICY
 from tests.harness import ConsoleHarness
 from tests.policies import CONSOLE_POLICY, ONE_REVIEW_POLICY
@@ -165,6 +165,25 @@ def test_tlp_white_is_refused_with_its_tlp_2_name() -> None:
     )
 
 
+def test_red_recipients_of_a_partner_not_cleared_for_red_are_a_warning() -> None:
+    text = CONSOLE_POLICY + 'red_recipients = ["console:chief"]\n'
+    at = line_of(text, 'red_recipients = ["console:chief"]')
+    policy, warnings = check_policy(text, "center.toml")
+    assert [p.red_recipients for p in policy.partners] == [["console:chief"]]
+    assert warnings == [
+        f"center.toml:{at}: warning: "
+        "[[partners]] #1 (id 'metro-pd') red_recipients: max_tlp is AMBER, below RED, so "
+        'these people will never receive anything; raise max_tlp to "RED" or remove '
+        "red_recipients"
+    ]
+    cleared = text.replace('max_tlp = "AMBER"', 'max_tlp = "RED"')
+    assert check_policy(cleared, "center.toml").warnings == []
+
+
+def test_the_example_policy_has_nothing_to_warn_about() -> None:
+    assert check_policy(EXAMPLE_POLICY.read_text(), "policy.example.toml").warnings == []
+
+
 def test_unreadable_file_is_reported(tmp_path: Path) -> None:
     with pytest.raises(PolicyError, match="can't read the policy file"):
         load_policy(tmp_path / "missing.toml")
@@ -193,4 +212,24 @@ async def test_reload_swaps_atomically_and_keeps_old_policy_when_broken(db, tmp_
     )
     out = await h.say("@sam #review !reload")
     assert "Policy reloaded" in out[0]
+    assert any("You hold T-1" in line for line in await h.say("@nina #review !claim T-1"))
+
+
+async def test_reload_with_a_setting_that_does_nothing_reloads_and_says_so(
+    db, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(CONSOLE_POLICY)
+    h = ConsoleHarness(db, policy=load_policy(path), policy_path=path)
+    path.write_text(
+        CONSOLE_POLICY.replace(
+            'analysts = ["console:ana"', 'analysts = ["console:nina", "console:ana"'
+        )
+        + 'red_recipients = ["console:chief"]\n'
+    )
+    out = await h.say("@sam #review !reload")
+    assert "Policy reloaded" in out[0]
+    assert "warning: [[partners]] #1 (id 'metro-pd') red_recipients: max_tlp is AMBER" in out[0]
+    assert "red_recipients: max_tlp is AMBER" in caplog.text
+    await h.say("@olly #tips !tip Van circling the depot")
     assert any("You hold T-1" in line for line in await h.say("@nina #review !claim T-1"))
