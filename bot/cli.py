@@ -17,7 +17,7 @@ from adapters.matrix.session import MatrixLoginError
 from bot.app import keep_out_of_full_collections, slack_app, start_matrix
 from bot.http_server import serve_http
 from bot.leadership import Leadership
-from bot.policy_loader import PolicyError, load_policy
+from bot.policy_loader import PolicyError, check_policy_file
 from bot.settings import Settings
 
 if TYPE_CHECKING:
@@ -53,10 +53,12 @@ def _settings() -> Settings:
 
 def _check_policy_or_exit(settings: Settings) -> None:
     try:
-        load_policy(settings.policy)
+        checked = check_policy_file(settings.policy)
     except PolicyError as exc:
         typer.echo("\n".join(exc.problems), err=True)
         raise typer.Exit(2) from None
+    for warning in checked.warnings:
+        log.warning("%s", warning)
 
 
 @app.callback(invoke_without_command=True)
@@ -320,15 +322,19 @@ def db_upgrade() -> None:
 
 @policy_app.command("check")
 def policy_check(file: Path) -> None:
-    """Validate a policy file; exits 1 and names file, line, table and field on errors."""
+    """Validate a policy file; exits 1 and names file, line, table and field on errors
+    (warnings, for settings that can never take effect, leave the exit status 0)."""
     try:
-        policy = load_policy(file)
+        policy, warnings = check_policy_file(file)
     except PolicyError as exc:
         typer.echo("\n".join(exc.problems), err=True)
         raise typer.Exit(1) from None
+    if warnings:
+        typer.echo("\n".join(warnings), err=True)
     typer.echo(
         f"{file}: OK — {policy.center.name}: {len(policy.review)} review routes, "
         f"{len(policy.partners)} partners, {len(policy.intake)} intake groups"
+        + (f"; {len(warnings)} warning(s) above" if warnings else "")
     )
 
 

@@ -13,6 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from bot.addresses import is_channel, validate_address
 from bot.categories import CATEGORIES
+from bot.policy_checks import PolicyConflicts, conflicts, sections_of
 from bot.tips import Urgency
 from bot.tlp import TLP
 
@@ -106,7 +107,7 @@ class Partner(_Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     name: str
     sector: Literal["federal", "state", "local", "tribal", "territorial", "private"]
-    max_tlp: TLP = TLP.GREEN
+    max_tlp: TLP  # a clearance is stated, never assumed
     caveats: list[str] = Field(default_factory=list)
     categories: list[CategoryCode] = Field(default_factory=lambda: ["*"])
     regions: list[str] = Field(default_factory=lambda: ["*"])
@@ -119,7 +120,9 @@ class Partner(_Strict):
     @field_validator("max_tlp", mode="before")
     @classmethod
     def _tlp(cls, value: object) -> object:
-        return TLP.parse(value) if isinstance(value, str) else value
+        # The file is the reviewed record of each clearance: it spells the labels the
+        # alerts carry, so reviewers never compare WHITE in the file with CLEAR on a card.
+        return TLP.parse(value, accept_white=False) if isinstance(value, str) else value
 
     @field_validator("caveats")
     @classmethod
@@ -150,6 +153,7 @@ class Policy(_Strict):
     sla: Sla = Field(default_factory=Sla)
     retention: Retention = Field(default_factory=Retention)
     matrix: MatrixPolicy = Field(default_factory=MatrixPolicy)
+    # The caveats this center uses; a partner is cleared only for caveats listed here.
     caveats: list[str] = Field(default_factory=lambda: ["LES", "CUI", "U//FOUO"])
     intake: list[Intake] = Field(default_factory=list)
     review: list[Review] = Field(min_length=1)
@@ -157,31 +161,9 @@ class Policy(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Policy:
-        for code in CATEGORIES:
-            for urgency in Urgency:
-                if not any(r.takes(code, urgency) for r in self.review):
-                    raise ValueError(
-                        f"no [[review]] takes category {code} at urgency {urgency.value}; "
-                        'add a last [[review]] with categories = ["*"]'
-                    )
-        seen: set[str] = set()
-        for partner in self.partners:
-            if partner.id in seen:
-                raise ValueError(f"partner id {partner.id!r} is used twice")
-            seen.add(partner.id)
-            for region in partner.regions:
-                if region != "*" and region not in self.center.regions:
-                    raise ValueError(
-                        f"partner {partner.id!r}: region {region!r} is not one of [center] "
-                        f"regions ({', '.join(self.center.regions) or 'none defined'})"
-                    )
-            known = {c.upper() for c in self.caveats}
-            for caveat in partner.caveats:
-                if caveat not in known:
-                    raise ValueError(
-                        f"partner {partner.id!r}: caveat {caveat!r} is not listed in the "
-                        f"top-level caveats ({', '.join(sorted(known))})"
-                    )
+        found = conflicts(sections_of(self))
+        if found:  # every one, each with its place, for the loader to name
+            raise PolicyConflicts(found)
         return self
 
     # --- questions the core asks -------------------------------------------------------

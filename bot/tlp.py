@@ -25,14 +25,19 @@ class TLP(StrEnum):
         return self.rank <= ceiling.rank
 
     @classmethod
-    def parse(cls, text: str) -> TLP:
+    def parse(cls, text: str, *, accept_white: bool = True) -> TLP:
         cleaned = text.strip().upper().removeprefix("TLP:").replace(" ", "")
+        names = ", ".join(t.value.lower() for t in _ORDER)
         if cleaned == "WHITE":  # TLP 1.0 name for CLEAR, still common in the field
+            if not accept_white:
+                raise ValueError(
+                    f"{text!r} is not a TLP 2.0 label; use one of {names} "
+                    "(TLP:WHITE became TLP:CLEAR in TLP 2.0)"
+                )
             cleaned = "CLEAR"
         try:
             return cls(cleaned)
         except ValueError:
-            names = ", ".join(t.value.lower() for t in _ORDER)
             raise ValueError(f"{text!r} is not a TLP 2.0 label; use one of {names}") from None
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 from bot.errors import UserError
-from bot.policy_loader import PolicyError, load_policy
+from bot.policy_loader import PolicyError, check_policy_file
 from bot.replies import reply
 from commands.context import Context
 from commands.registry import Role, command
 from storage.audit_repo import append_audit
+
+log = logging.getLogger(__name__)
 
 
 @command(
@@ -16,7 +20,7 @@ from storage.audit_repo import append_audit
 async def reload(ctx: Context, args: str) -> None:
     holder = ctx.core.policies
     try:
-        policy = load_policy(holder.source)
+        policy, warnings = check_policy_file(holder.source)
     except PolicyError as exc:
         problems = "\n".join(exc.problems[:10])
         raise UserError(
@@ -36,7 +40,10 @@ async def reload(ctx: Context, args: str) -> None:
             conn,
             ctx.reply_to,
             f"Policy reloaded from {holder.source}: {len(policy.review)} review routes, "
-            f"{len(policy.partners)} partners.",
+            f"{len(policy.partners)} partners."
+            + "".join(f"\n{warning}" for warning in warnings[:10]),
             now=now,
         )
     holder.replace(policy)
+    for warning in warnings:
+        log.warning("%s", warning)

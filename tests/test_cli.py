@@ -106,6 +106,29 @@ def test_policy_check(tmp_path: Path) -> None:
     assert f"{bad_file}:" in bad.stderr and "[[partners]] #1 (id 'metro-pd') sector" in bad.stderr
 
 
+def test_policy_check_prints_warnings_and_passes(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    text = CONSOLE_POLICY + 'red_recipients = ["console:chief"]\n'
+    policy.write_text(text)
+    result = fusionbot("policy", "check", str(policy), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "OK — Test Fusion Center" in result.stdout and "1 warning(s) above" in result.stdout
+    last_line = len(text.splitlines())
+    assert f"{policy}:{last_line}: warning: [[partners]] #1 (id 'metro-pd') red_recipients:" in (
+        result.stderr
+    )
+
+
+def test_the_bot_starts_on_a_policy_with_warnings_and_logs_them(tmp_path: Path) -> None:
+    env = setup_center(tmp_path)
+    Path(env["FUSIONBOT_POLICY"]).write_text(
+        CONSOLE_POLICY + 'red_recipients = ["console:chief"]\n'
+    )
+    result = fusionbot("console", stdin="@olly @bot !status\n", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "WARNING" in result.stderr and "red_recipients: max_tlp is AMBER" in result.stderr
+
+
 def test_a_broken_policy_stops_the_bot_before_it_starts(tmp_path: Path) -> None:
     env = setup_center(tmp_path)
     Path(env["FUSIONBOT_POLICY"]).write_text("[center]\n")

@@ -90,7 +90,9 @@ def test_amber_strict_without_internal_channel_is_excluded(example: Policy) -> N
 
 
 def test_red_is_only_a_direct_message_to_named_people(example: Policy) -> None:
-    policy = with_partner(example, "metro-pd", max_tlp=TLP.RED, delivery="digest")
+    policy = with_partner(
+        example, "metro-pd", max_tlp=TLP.RED, delivery="digest", red_recipients=["console:chief"]
+    )
     policy = with_partner(policy, "state-police", max_tlp=TLP.RED)
 
     plan = plan_dissemination(policy, alert(TLP.RED, "LES"))

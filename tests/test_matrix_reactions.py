@@ -55,6 +55,7 @@ channels = ["matrix:!review"]
 id = "metro-pd"
 name = "Metro"
 sector = "local"
+max_tlp = "RED"
 channels = ["matrix:!metro", "slack:C0METRO"]
 red_recipients = ["matrix:@chief:metro.example"]
 """
