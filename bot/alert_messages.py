@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from bot.alerts import Alert, Timing, goes_to_digest
+from bot.alerts import Alert, AlertState, Timing, goes_to_digest
 from bot.cards import local_time
 from bot.categories import CATEGORIES
 from bot.dissemination import Plan, PlannedDelivery
@@ -185,7 +185,7 @@ def alert_log_message(
             else "named: " + ", ".join(alert.audience),
         )
     )
-    fields.append(MessageField(label="Timing", value=alert.timing))
+    fields.append(MessageField(label="Timing", value=timing_text(alert.timing, alert.send_at, tz)))
     if alert.released_at is not None:
         fields.append(
             MessageField(
@@ -203,7 +203,8 @@ def alert_log_message(
         for d in plan.deliveries
         if d.target not in posted
     ]
-    fields.append(MessageField(label="Delivered", value="\n".join(lines) or "nowhere"))
+    # Not "Delivered": the list holds copies waiting, scheduled or withdrawn too.
+    fields.append(MessageField(label="Copies", value="\n".join(lines) or "none"))
     fields += _plan_fields(policy, plan, reached_label=None)
     if retraction is not None:
         fields.append(
@@ -280,15 +281,20 @@ def _planned_line(policy: Policy, delivery: PlannedDelivery, in_digest: bool) ->
 
 def _unposted_state(alert: Alert, item: DigestItem | None, tz: ZoneInfo) -> str:
     """Where a copy stands that has no message of its own: digest or schedule."""
+    retracted = alert.state is AlertState.RETRACTED
     if item is not None:
         if item.digest_key is None:
+            if retracted:
+                return "withheld: retracted before the partner's digest, so it never goes"
             return "waiting for the partner's next digest"
         if item.digest_key.startswith("digest:"):
             period = datetime.fromisoformat(item.digest_key.split(":", 2)[2])
             return f"in the digest of {local_time(period, tz)}"
         return "dropped from the digest (partner no longer in the policy)"
     if alert.send_at is not None and alert.released_at is None:
-        return f"scheduled for {local_time(alert.send_at, tz)}"
+        if retracted:
+            return "cancelled: retracted before its time"
+        return f"scheduled for {send_time(alert.send_at, tz)}"
     return "not sent"
 
 
@@ -312,13 +318,20 @@ def _feedback_summary(feedback: Sequence[Feedback], tz: ZoneInfo) -> str:
     then every answer as given."""
     if not feedback:
         return "none yet"
-    latest = {f.actor: f.useful for f in feedback}
-    useful = sum(latest.values())
-    lines = [f"{useful} useful, {len(latest) - useful} not useful"]
+    latest = {f.actor: f for f in feedback}
+    useful = sum(f.useful for f in latest.values())
+    people = len(latest)
+    lines = [
+        f"{useful} useful, {people - useful} not useful "
+        f"({people} {'person' if people == 1 else 'people'}, each by their latest answer)"
+    ]
     for f in feedback:
         verdict = "useful" if f.useful else "not useful"
         line = f"{f.partner_id or 'unknown partner'} ({f.actor}) {verdict}, {local_time(f.at, tz)}"
-        lines.append(line + (f": {f.comment}" if f.comment else ""))
+        line += f": {f.comment}" if f.comment else ""
+        if latest[f.actor] is not f:
+            line += " (changed later)"
+        lines.append(line)
     return "\n".join(lines)
 
 

@@ -176,7 +176,10 @@ def render_digest(
             updated = " · UPDATED" if alert.version > 1 else ""
             entries.append(f"{alert.ref} · {marking} · {alert.title}{updated}\n{body}")
     return Message(
-        header=f"Digest for {partner.name} · {local_time(period, tz)} · {len(listed)} alert(s)",
+        header=(
+            f"Digest for {partner.name} · {local_time(period, tz)} · {len(listed)} "
+            f"alert{'' if len(listed) == 1 else 's'}"
+        ),
         text="\n\n".join(entries),
         tlp=top,
         caveats=caveats,

@@ -293,6 +293,8 @@ async def test_retracting_a_scheduled_alert_just_cancels_it(db: Database) -> Non
     assert "released as alert A-1; cancelled before it went out 2026-11-25 10:00 EST" in card
     status = await h.say("@ana #review !status T-1")
     assert "cancelled before it went out" in status[0]
+    log = (await h.say("@ana #review !alert A-1"))[0]
+    assert "Copies: console:#metro-pd (metro-pd) — cancelled: retracted before its time" in log
 
     clock.advance(timedelta(hours=3))
     assert await release_due_alerts(h.bot.core) == 0
@@ -303,6 +305,21 @@ async def test_retracting_a_scheduled_alert_just_cancels_it(db: Database) -> Non
         ).all()
         state = await conn.scalar(select(alerts.c.state))
     assert sent == [] and state == "retracted"
+
+
+async def test_a_copy_waiting_for_a_digest_is_shown_withheld_once_retracted(db: Database) -> None:
+    h = ConsoleHarness(db, policy=alert_policy(), clock=ManualClock(START))
+    await h.say(TIP)
+    await h.say("@ana #review !claim T-1")
+    await h.say("@ana #review !approve T-1 tlp:green to:metro-pd,transit confirm")
+    await h.say(f"@ana #review !retract A-1 {REASON}")
+    log = (await h.say("@ana #review !alert A-1"))[0]
+    assert "Timing: now" in log
+    assert (
+        "console:#transit (transit) — withheld: retracted before the partner's digest, "
+        "so it never goes" in log
+    )
+    assert "waiting for the partner's next digest" not in log
 
 
 async def test_retract_edits_a_digest_that_listed_the_alert(db: Database) -> None:
@@ -390,7 +407,7 @@ async def test_an_update_after_a_reload_goes_only_where_the_policy_now_clears_it
     h = ConsoleHarness(db, policy=alert_policy(), clock=ManualClock(START), policy_path=path)
     await h.say(TIP)
     await h.say("@ana #review !claim T-1")
-    await h.say("@sam #review !approve T-1 title: Substation surveillance confirm")
+    await h.say("@sam #review !approve T-1 confirm title: Substation surveillance")
     changed = ALERT_POLICY.replace(old, new, 1)
     if change == "channel handed over":
         changed = changed.replace(

@@ -500,7 +500,7 @@ async def test_alert_shows_markings_and_where_it_went(harness: ConsoleHarness) -
     assert "Source: T-1" in log
     assert "Audience: named: metro-pd, transit" in log
     assert "Released: 2026-11-25 10:00 EST by console:ana" in log
-    assert "Delivered: console:#metro-pd (metro-pd) — sent 2026-11-25 10:00 EST" in log
+    assert "Copies: console:#metro-pd (metro-pd) — sent 2026-11-25 10:00 EST" in log
     assert "console:#metro-pd-internal (metro-pd) — sent" in log
     assert "transit — max TLP:GREEN is below TLP:AMBER" in log
     assert "state-police — not named in to:" in log

@@ -50,7 +50,7 @@ async def test_digest_partner_gets_one_digest_at_its_time_and_nothing_twice(db) 
     out = await tick(h)
     [digest] = lines_for(out, "#transit")
     assert digest.startswith(
-        "#transit [TLP:GREEN]\n    Digest for Regional Transit Authority · 2026-11-26 07:00 EST · 1 alert(s)"
+        "#transit [TLP:GREEN]\n    Digest for Regional Transit Authority · 2026-11-26 07:00 EST · 1 alert"
     )
     assert "A-1 · TLP:GREEN · Fence photos" in digest
     assert "Man photographing the substation fence" in digest
@@ -71,7 +71,7 @@ async def test_one_digest_lists_every_alert_of_the_period_with_its_marking(db) -
     await h.say("@ana #review !approve T-2 tlp:clear to:transit confirm title: Rail yard drone")
     clock.set(NEXT_DIGEST + timedelta(minutes=5))
     [digest] = lines_for(await tick(h), "#transit")
-    assert "2 alert(s)" in digest and digest.startswith("#transit [TLP:GREEN]")
+    assert "2 alerts" in digest and digest.startswith("#transit [TLP:GREEN]")
     assert "A-1 · TLP:GREEN" in digest and "A-2 · TLP:CLEAR · Rail yard drone" in digest
 
 

@@ -59,7 +59,7 @@ async def test_a_digest_set_in_the_spring_forward_gap_goes_out_that_day(db) -> N
     assert lines_for(await tick(h), "#transit") == []
     clock.set(datetime(2027, 3, 14, 7, 30, tzinfo=UTC))  # 03:30 EDT
     [digest] = lines_for(await tick(h), "#transit")
-    assert "Digest for Regional Transit Authority · 2027-03-14 03:30 EDT · 1 alert(s)" in digest
+    assert "Digest for Regional Transit Authority · 2027-03-14 03:30 EDT · 1 alert" in digest
     assert await tick(h) == []
 
     # The next day's digest is at 02:30 EDT (06:30 UTC), with what was approved since.
@@ -70,7 +70,7 @@ async def test_a_digest_set_in_the_spring_forward_gap_goes_out_that_day(db) -> N
     assert lines_for(await tick(h), "#transit") == []
     clock.set(datetime(2027, 3, 15, 6, 30, tzinfo=UTC))
     [digest] = lines_for(await tick(h), "#transit")
-    assert "2027-03-15 02:30 EDT · 1 alert(s)" in digest and "A-2" in digest
+    assert "2027-03-15 02:30 EDT · 1 alert" in digest and "A-2" in digest
 
 
 async def test_a_digest_in_the_repeated_hour_lists_each_alert_once(db) -> None:
@@ -83,7 +83,7 @@ async def test_a_digest_in_the_repeated_hour_lists_each_alert_once(db) -> None:
 
     clock.set(datetime(2026, 11, 1, 5, 30, tzinfo=UTC))  # 01:30 EDT
     [first] = lines_for(await tick(h), "#transit")
-    assert "2026-11-01 01:30 EDT · 1 alert(s)" in first and "A-1 · TLP:GREEN · First" in first
+    assert "2026-11-01 01:30 EDT · 1 alert" in first and "A-1 · TLP:GREEN · First" in first
 
     clock.set(datetime(2026, 11, 1, 5, 45, tzinfo=UTC))  # 01:45 EDT
     await h.say("@olly #tips !tip Drone over the rail yard | category: survl | region: north")
@@ -93,7 +93,7 @@ async def test_a_digest_in_the_repeated_hour_lists_each_alert_once(db) -> None:
     assert lines_for(await tick(h), "#transit") == []
     clock.set(datetime(2026, 11, 1, 6, 30, tzinfo=UTC))  # 01:30 EST
     [second] = lines_for(await tick(h), "#transit")
-    assert "2026-11-01 01:30 EST · 1 alert(s)" in second
+    assert "2026-11-01 01:30 EST · 1 alert" in second
     assert "A-2 · TLP:CLEAR · Second" in second and "A-1" not in second
     assert await tick(h) == []
 
@@ -109,7 +109,7 @@ async def test_a_digest_caught_up_across_the_repeated_hour_names_the_latest_peri
     started = time.monotonic()
     [digest] = lines_for(await tick(h), "#transit")
     took = time.monotonic() - started
-    assert "2026-11-04 01:30 EST · 1 alert(s)" in digest
+    assert "2026-11-04 01:30 EST · 1 alert" in digest
     # Walking four days of a daily schedule is a handful of steps, not a stuck loop.
     assert took < 2.0, f"catching up took {took:.1f} s"
     assert await tick(h) == []

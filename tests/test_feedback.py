@@ -183,8 +183,10 @@ async def test_alert_shows_feedback_counts(released: ConsoleHarness) -> None:
     await released.say("@pat #metro-pd !feedback A-1 useful after all")  # changed their mind
     await released.say("@sue #state-police !feedback A-1 not useful")
     log = (await released.say("@sam #review !alert A-1"))[0]
-    assert "Feedback: 1 useful, 1 not useful" in log
-    assert "metro-pd (console:pat) useful, 2026-11-25 10:00 EST: after all" in log
+    assert "Feedback: 1 useful, 1 not useful (2 people, each by their latest answer)" in log
+    # Every answer stays listed; one its author changed says so, so the list adds up.
+    assert "metro-pd (console:pat) not useful, 2026-11-25 10:00 EST (changed later)" in log
+    assert "metro-pd (console:pat) useful, 2026-11-25 10:00 EST: after all\n" in log
     assert "state-police (console:sue) not useful" in log
 
 
