@@ -46,6 +46,7 @@ from bot.lifecycle import Actor, Refused
 from bot.messages import Message
 from bot.replies import ReplyTo, reply
 from bot.triage import actor_for
+from bot.wording import counted
 from storage import alerts_repo, outbox_repo, tips_repo
 from storage.audit_repo import append_audit
 
@@ -101,7 +102,7 @@ async def update_alert(core: Core, to: ReplyTo, alert_id: int, text: str) -> Cha
         else:
             said = "Nothing had been sent yet; it goes out with the new text."
         if digests:
-            said += f" {_count(len(digests), 'digest')} listing it edited ({', '.join(digests)})."
+            said += f" {counted(len(digests), 'digest')} listing it edited ({', '.join(digests)})."
         if withdrawn:
             said += (
                 f" Withdrawn, since the policy no longer clears them for {alert.ref}: "
@@ -265,12 +266,7 @@ async def _edit_copies(
 def _copies_said(copies: tuple[str, ...]) -> str:
     if not copies:
         return "No copy had gone out, so there is nothing to edit."
-    return f"{_count(len(copies), 'copy')} edited in place ({', '.join(copies)})."
-
-
-def _count(n: int, noun: str) -> str:
-    plural = noun[:-1] + "ies" if noun.endswith("y") else noun + "s"
-    return f"{n} {noun if n == 1 else plural}"
+    return f"{counted(len(copies), 'copy')} edited in place ({', '.join(copies)})."
 
 
 def _required(text: str, usage: str) -> str:

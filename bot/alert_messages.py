@@ -15,6 +15,7 @@ from bot.messages import Button, Message, MessageField
 from bot.policy import Policy
 from bot.tips import Tip, TipNote
 from bot.tlp import TLP
+from bot.wording import counted
 from storage.alerts_repo import Retraction
 from storage.digests_repo import DigestItem
 from storage.feedback_repo import Feedback
@@ -323,7 +324,7 @@ def _feedback_summary(feedback: Sequence[Feedback], tz: ZoneInfo) -> str:
     people = len(latest)
     lines = [
         f"{useful} useful, {people - useful} not useful "
-        f"({people} {'person' if people == 1 else 'people'}, each by their latest answer)"
+        f"({counted(people, 'person', 'people')}, each by their latest answer)"
     ]
     for f in feedback:
         verdict = "useful" if f.useful else "not useful"

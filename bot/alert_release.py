@@ -26,6 +26,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bot.addresses import spell
 from bot.alert_dispatch import dispatch
 from bot.alert_messages import (
     alert_body,
@@ -45,6 +46,7 @@ from bot.replies import ReplyTo, direct_message, reply
 from bot.tips import Tip, TipState
 from bot.tlp import TLP
 from bot.triage import actor_for, decide, load_tip, record_transition
+from bot.wording import counted
 from storage import alert_schedule_repo, alerts_repo, tips_repo
 from storage.audit_repo import append_audit
 
@@ -212,8 +214,8 @@ async def release(core: Core, to: ReplyTo, request: AlertRequest, confirm_comman
             officer_note = f"it is scheduled for {when}"
             answer = (
                 f"{tip.ref} approved as {alert.ref} ({request.tlp.label}), scheduled for {when}. "
-                f"The audience is planned again at that time. !retract {alert.ref} <reason> "
-                "cancels it."
+                f"The audience is planned again at that time. "
+                f"{spell(actor.address, 'retract')} {alert.ref} <reason> cancels it."
             )
         else:
             await release_now(conn, alert, plan, by=actor.address, timing=request.timing, now=now)
@@ -222,9 +224,9 @@ async def release(core: Core, to: ReplyTo, request: AlertRequest, confirm_comman
             officer_note = "it is on its way to the partners who need it"
             answer = (
                 f"{tip.ref} approved and released as {alert.ref} ({request.tlp.label}) to "
-                f"{partners} partner{'s' if partners != 1 else ''}: {now_count} "
-                f"deliver{'y' if now_count == 1 else 'ies'} now, {digest_count} in digests. "
-                f"Follow it with !alert {alert.ref}."
+                f"{counted(partners, 'partner')}: {counted(now_count, 'delivery')} now, "
+                f"{digest_count} in digests. Follow it with {spell(actor.address, 'alert')} "
+                f"{alert.ref}."
             )
         if question is not None:
             # Approving without the answer is allowed (a supervisor may have to), never silent.

@@ -19,6 +19,7 @@ from bot.http_server import serve_http
 from bot.leadership import Leadership
 from bot.policy_loader import PolicyError, check_policy_file
 from bot.settings import Settings
+from bot.wording import counted
 
 if TYPE_CHECKING:
     from adapters.matrix.runtime import MatrixRuntime
@@ -332,9 +333,9 @@ def policy_check(file: Path) -> None:
     if warnings:
         typer.echo("\n".join(warnings), err=True)
     typer.echo(
-        f"{file}: OK — {policy.center.name}: {len(policy.review)} review routes, "
-        f"{len(policy.partners)} partners, {len(policy.intake)} intake groups"
-        + (f"; {len(warnings)} warning(s) above" if warnings else "")
+        f"{file}: OK — {policy.center.name}: {counted(len(policy.review), 'review route')}, "
+        f"{counted(len(policy.partners), 'partner')}, {counted(len(policy.intake), 'intake group')}"
+        + (f"; {counted(len(warnings), 'warning')} above" if warnings else "")
     )
 
 

@@ -19,6 +19,7 @@ from bot.core import Core
 from bot.messages import Message
 from bot.policy import Partner, Policy
 from bot.tlp import TLP
+from bot.wording import counted
 from storage import alert_schedule_repo, digests_repo, outbox_repo
 from storage.audit_repo import append_audit
 
@@ -176,10 +177,7 @@ def render_digest(
             updated = " · UPDATED" if alert.version > 1 else ""
             entries.append(f"{alert.ref} · {marking} · {alert.title}{updated}\n{body}")
     return Message(
-        header=(
-            f"Digest for {partner.name} · {local_time(period, tz)} · {len(listed)} "
-            f"alert{'' if len(listed) == 1 else 's'}"
-        ),
+        header=f"Digest for {partner.name} · {local_time(period, tz)} · {counted(len(listed), 'alert')}",
         text="\n\n".join(entries),
         tlp=top,
         caveats=caveats,

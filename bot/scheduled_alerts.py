@@ -3,6 +3,7 @@ policy allows at that moment."""
 
 from __future__ import annotations
 
+from bot.addresses import spell
 from bot.alert_release import release_now
 from bot.alerts import Alert
 from bot.core import Core
@@ -46,8 +47,8 @@ async def release_due_alerts(core: Core) -> int:
                     conn,
                     alert.created_by,
                     f"Scheduled alert {alert.ref} reached its time, but under the policy now in "
-                    "force no partner may receive it, so nothing was sent. !alert "
-                    f"{alert.ref} shows why.",
+                    f"force no partner may receive it, so nothing was sent. "
+                    f"{spell(alert.created_by, 'alert')} {alert.ref} shows why.",
                     now=now,
                 )
                 continue

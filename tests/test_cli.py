@@ -112,7 +112,7 @@ def test_policy_check_prints_warnings_and_passes(tmp_path: Path) -> None:
     policy.write_text(text)
     result = fusionbot("policy", "check", str(policy), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "OK — Test Fusion Center" in result.stdout and "1 warning(s) above" in result.stdout
+    assert "OK — Test Fusion Center" in result.stdout and "; 1 warning above" in result.stdout
     last_line = len(text.splitlines())
     assert f"{policy}:{last_line}: warning: [[partners]] #1 (id 'metro-pd') red_recipients:" in (
         result.stderr
