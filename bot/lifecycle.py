@@ -60,7 +60,10 @@ def next_state(tip: Tip, verb: Verb, actor: Actor) -> TipState:
     if verb is Verb.ASK:
         return TipState.NEEDS_INFO
     if verb is Verb.APPROVE and actor.address == tip.officer:
-        raise Refused(f"You filed {tip.ref}, so someone else must approve it (four-eyes rule).")
+        raise Refused(
+            f"You filed {tip.ref}, so someone else must approve it (four-eyes rule): a "
+            f"supervisor can take it over with {spell(actor.address, 'claim')} {tip.ref}."
+        )
     return {
         Verb.APPROVE: TipState.APPROVED,
         Verb.REJECT: TipState.REJECTED,
