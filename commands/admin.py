@@ -1,17 +1,27 @@
-"""!reload — admins swap in an edited policy file without a restart."""
+"""!reload — admins swap in an edited policy file without a restart.
+
+Every attempt is audited: a reload with the file's SHA-256 and each setting it changed (who
+is cleared for what is why a partner did or didn't get an alert, 28 CFR 23.20(f)), and a
+refused one with the problems that kept the old policy in force."""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from bot.errors import UserError
+from bot.policy_changes import file_digest, policy_changes
 from bot.policy_loader import PolicyError, check_policy_file
 from bot.replies import reply
+from bot.wording import counted
 from commands.context import Context
 from commands.registry import Role, command
 from storage.audit_repo import append_audit
 
 log = logging.getLogger(__name__)
+
+# Changes listed in the answer; the audit entry keeps them all.
+SHOWN = 15
 
 
 @command(
@@ -19,14 +29,25 @@ log = logging.getLogger(__name__)
 )
 async def reload(ctx: Context, args: str) -> None:
     holder = ctx.core.policies
+    digest = file_digest(Path(holder.source))
+    now = ctx.core.clock.now()
     try:
         policy, warnings = check_policy_file(holder.source)
     except PolicyError as exc:
+        async with ctx.core.transaction() as conn:
+            await append_audit(
+                conn,
+                at=now,
+                actor=ctx.actor,
+                action="policy.reload_refused",
+                subject="policy",
+                details={"source": str(holder.source), "sha256": digest, "problems": exc.problems},
+            )
         problems = "\n".join(exc.problems[:10])
         raise UserError(
             f"The policy file has problems; the old policy stays in force.\n{problems}"
         ) from None
-    now = ctx.core.clock.now()
+    changes = policy_changes(holder.policy, policy)
     async with ctx.core.transaction() as conn:
         await append_audit(
             conn,
@@ -34,13 +55,25 @@ async def reload(ctx: Context, args: str) -> None:
             actor=ctx.actor,
             action="policy.reloaded",
             subject="policy",
-            details={"source": str(holder.source), "partners": len(policy.partners)},
+            details={
+                "source": str(holder.source),
+                "sha256": digest,
+                "partners": len(policy.partners),
+                "changes": changes,
+            },
         )
+        changed = (
+            f"{counted(len(changes), 'change')}:\n" + "\n".join(changes[:SHOWN])
+            if changes
+            else "nothing changed."
+        )
+        if len(changes) > SHOWN:
+            changed += f"\n… and {len(changes) - SHOWN} more (all in the audit log)."
         await reply(
             conn,
             ctx.reply_to,
-            f"Policy reloaded from {holder.source}: {len(policy.review)} review routes, "
-            f"{len(policy.partners)} partners."
+            f"Policy reloaded from {holder.source} ({counted(len(policy.review), 'review route')}, "
+            f"{counted(len(policy.partners), 'partner')}); {changed}"
             + "".join(f"\n{warning}" for warning in warnings[:10]),
             now=now,
         )

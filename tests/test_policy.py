@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
 
+from bot.policy_changes import policy_changes
 from bot.policy_loader import PolicyError, check_policy, load_policy, parse_policy
 from bot.settings import EXAMPLE_POLICY
+from storage.audit_repo import load_audit
 from tests.harness import ConsoleHarness
 from tests.policies import CONSOLE_POLICY, ONE_REVIEW_POLICY
 
@@ -212,7 +215,30 @@ async def test_reload_swaps_atomically_and_keeps_old_policy_when_broken(db, tmp_
     )
     out = await h.say("@sam #review !reload")
     assert "Policy reloaded" in out[0]
+    # The admin sees what the reload changed; the audit log keeps it with the file's hash.
+    assert out[0].endswith("; 1 change:\n    roles.analysts: + console:nina")
     assert any("You hold T-1" in line for line in await h.say("@nina #review !claim T-1"))
+    async with db.read() as conn:
+        entries = [e for e in await load_audit(conn) if e.action.startswith("policy.")]
+    refused, reloaded = entries
+    assert refused.action == "policy.reload_refused" and refused.actor == "console:sam"
+    assert any("max_tlp" in problem for problem in refused.details["problems"])
+    assert reloaded.action == "policy.reloaded"
+    assert reloaded.details["changes"] == ["roles.analysts: + console:nina"]
+    assert reloaded.details["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_policy_changes_name_each_setting_by_partner_not_position() -> None:
+    old = parse_policy(CONSOLE_POLICY, "old.toml")
+    new = parse_policy(
+        CONSOLE_POLICY.replace('max_tlp = "AMBER"', 'max_tlp = "GREEN"', 1),
+        "new.toml",
+    )
+    assert policy_changes(old, new) == ["partners.metro-pd.max_tlp: AMBER → GREEN"]
+    assert policy_changes(old, old) == []
+    renamed = parse_policy(CONSOLE_POLICY.replace('id = "metro-pd"', 'id = "metro"'), "r.toml")
+    # A partner added or removed is one line, not one per setting.
+    assert policy_changes(old, renamed) == ["partners.metro: added", "partners.metro-pd: removed"]
 
 
 async def test_reload_with_a_setting_that_does_nothing_reloads_and_says_so(
