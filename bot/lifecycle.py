@@ -1,6 +1,7 @@
 """The tip lifecycle: who may do what, from which state. Pure; no I/O.
 
 new -> claimed -> (needs_info <-> claimed) -> approved | rejected | duplicate
+An open tip held by someone can be given back: claimed | needs_info -> new (unclaim).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ class Verb(StrEnum):
     APPROVE = "approve"
     REJECT = "reject"
     DUPLICATE = "dup"
+    UNCLAIM = "unclaim"
 
 
 @dataclass(frozen=True)
@@ -51,12 +53,16 @@ def next_state(tip: Tip, verb: Verb, actor: Actor) -> TipState:
         raise Refused(f"{tip.ref} is already {_closed_as(tip)}; closed tips can't change.")
     if verb is Verb.CLAIM:
         return _claim(tip, actor)
+    if verb is Verb.UNCLAIM and tip.state is TipState.NEW:
+        raise Refused(f"Nobody holds {tip.ref}; it is in the queue already.")
     if tip.state is TipState.NEW:
         raise Refused(
             f"{tip.ref} is not claimed yet. Claim it first: {spell(actor.address, 'claim')} "
             f"{tip.ref}"
         )
     _check_holder(tip, actor)
+    if verb is Verb.UNCLAIM:
+        return TipState.NEW
     if verb is Verb.ASK:
         return TipState.NEEDS_INFO
     if verb is Verb.APPROVE and actor.address == tip.officer:
@@ -78,7 +84,8 @@ def _claim(tip: Tip, actor: Actor) -> TipState:
         raise Refused(f"You already hold {tip.ref}.")
     if not actor.is_supervisor:
         raise Refused(
-            f"{tip.ref} is claimed by {tip.claimed_by}. Ask them to see it through, or a "
+            f"{tip.ref} is claimed by {tip.claimed_by}. Ask them to see it through or give it "
+            f"back ({spell(tip.claimed_by or actor.address, 'unclaim')} {tip.ref}), or a "
             f"supervisor to take it over ({spell(actor.address, 'claim')} {tip.ref} from a "
             "supervisor does)."
         )

@@ -76,6 +76,21 @@ async def triage(core: Core, to: ReplyTo, command: Triage) -> Tip:
                 )
             tip.claimed_by = actor.address
             confirmation = f"You hold {tip.ref} now."
+        elif command.verb is Verb.UNCLAIM:
+            holder = tip.claimed_by
+            details["holder"] = holder
+            tip.claimed_by = None
+            confirmation = f"{tip.ref} is back in the queue for any analyst to claim."
+            if previous is TipState.NEEDS_INFO:
+                confirmation += " Your question to the officer stays; the answer shows on the card."
+            if holder and holder != actor.address:
+                await direct_message(
+                    conn,
+                    holder,
+                    f"{actor.address} gave {tip.ref} back to the queue; you no longer hold it.",
+                    now=now,
+                    about=tip_messages_key(tip.id),
+                )
         elif command.verb is Verb.ASK:
             question = _required(
                 command.text, f"{spell(to.actor, 'ask')} {tip.ref} <your question>"
@@ -211,6 +226,7 @@ def _action_name(verb: Verb) -> str:
         Verb.APPROVE: "approved",
         Verb.REJECT: "rejected",
         Verb.DUPLICATE: "duplicate",
+        Verb.UNCLAIM: "unclaimed",
     }[verb]
 
 

@@ -35,6 +35,18 @@ async def claim(ctx: Context, args: str) -> None:
 
 
 @command(
+    "unclaim",
+    role=Role.ANALYST,
+    usage="T-1",
+    summary="Give a tip you hold back to the queue (end of shift, wrong desk); a supervisor "
+    "may give back anyone's.",
+)
+async def unclaim(ctx: Context, args: str) -> None:
+    tip_id, _ = tip_and_text(ctx, args, "unclaim")
+    await triage(ctx.core, ctx.reply_to, Triage(tip_id, Verb.UNCLAIM))
+
+
+@command(
     "ask",
     role=Role.ANALYST,
     usage="T-1 <question>",

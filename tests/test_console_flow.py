@@ -159,8 +159,8 @@ async def test_a_supervisor_taking_over_a_tip_tells_the_analyst_who_held_it(db) 
     # Another analyst is refused with the way that works: a supervisor takes it over.
     out = await h.say("@ali #review !claim T-1")
     assert out == [
-        "@ali T-1 is claimed by console:ana. Ask them to see it through, or a supervisor to "
-        "take it over (!claim T-1 from a supervisor does)."
+        "@ali T-1 is claimed by console:ana. Ask them to see it through or give it back "
+        "(!unclaim T-1), or a supervisor to take it over (!claim T-1 from a supervisor does)."
     ]
     out = await h.say("@sam #review !claim T-1")
     assert lines_for(out, "@ana") == [
@@ -168,3 +168,35 @@ async def test_a_supervisor_taking_over_a_tip_tells_the_analyst_who_held_it(db) 
     ]
     out = await h.say("@olly @bot !reply T-1 The north depot")
     assert lines_for(out, "@sam") and not lines_for(out, "@ana")
+
+
+async def test_a_tip_given_back_returns_to_the_queue_for_anyone_to_claim(db) -> None:
+    h = ConsoleHarness(db)
+    await h.say("@olly #tips !tip Van circling the depot | category: survl")
+    await h.say("@ana #review !claim T-1")
+    await h.say("@ana #review !ask T-1 Which depot?")
+    assert (await h.say("@ali #review !unclaim T-1")) == [
+        "@ali T-1 is claimed by console:ana; only they or a supervisor may act on it."
+    ]
+
+    out = await h.say("@ana #review !unclaim T-1")
+    assert lines_for(out, "@ana") == [
+        "@ana T-1 is back in the queue for any analyst to claim. Your question to the officer "
+        "stays; the answer shows on the card."
+    ]
+    [card] = lines_for(out, "#review")
+    assert card.startswith("#review (edited) T-1 · NEW")
+    assert "State: NEW" in card
+    # The officer's answer still lands on the card; nobody holds the tip to be told.
+    out = await h.say("@olly @bot !reply T-1 The north depot")
+    assert "The north depot" in lines_for(out, "#review")[0]
+    assert not lines_for(out, "@ana")
+
+    await h.say("@ali #review !claim T-1")
+    out = await h.say("@sam #review !unclaim T-1")
+    assert lines_for(out, "@ali") == [
+        "@ali console:sam gave T-1 back to the queue; you no longer hold it."
+    ]
+    assert (await h.say("@sam #review !unclaim T-1")) == [
+        "@sam Nobody holds T-1; it is in the queue already."
+    ]
