@@ -59,6 +59,27 @@ def _check_policy_or_exit(settings: Settings) -> None:
         raise typer.Exit(2) from None
 
 
+def _check_data_dir_or_exit(settings: Settings) -> None:
+    """Make the SQLite file's directory now, so that one that can't be made is a plain
+    message rather than a traceback from deep inside the start-up."""
+    from storage.db import sqlite_path
+
+    path = sqlite_path(settings.effective_database_url)
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        # mkdir says "File exists" of a file in the way: the point is it isn't a directory.
+        why = "a file is in the way" if isinstance(exc, FileExistsError) else exc.strerror
+        typer.echo(
+            f"can't make the data directory {path.parent.absolute()} ({why}); set"
+            " FUSIONBOT_DATA_DIR to a directory fusionbot may create and write",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+
+
 @app.callback(invoke_without_command=True)
 def main(ctx: typer.Context) -> None:
     """With no command: run."""
@@ -78,6 +99,7 @@ def run(
     """Start the bot on every configured platform (the console when none is)."""
     settings = _settings()
     _check_policy_or_exit(settings)
+    _check_data_dir_or_exit(settings)
     slack = settings.slack_bot_token is not None
     matrix = settings.matrix_homeserver is not None
     if not slack and not matrix:
@@ -232,6 +254,7 @@ def console() -> None:
     when stdin is not a terminal, prints what the bot posts, and exits at end of input."""
     settings = _settings()
     _check_policy_or_exit(settings)
+    _check_data_dir_or_exit(settings)
     asyncio.run(run_console(settings, sys.stdin, sys.stdout, sys.stderr))
 
 
@@ -308,6 +331,7 @@ def db_upgrade() -> None:
     from storage.db import Database
 
     settings = _settings()
+    _check_data_dir_or_exit(settings)
 
     async def upgrade() -> None:
         database = Database(settings.effective_database_url)

@@ -96,6 +96,19 @@ def test_audit_verify_passes_then_detects_tampering(tmp_path: Path) -> None:
     assert broken.stderr.startswith("AUDIT LOG BROKEN (1 problem):"), broken.stderr
 
 
+def test_a_data_directory_that_cannot_be_made_is_a_plain_error(tmp_path: Path) -> None:
+    env = setup_center(tmp_path)
+    in_the_way = tmp_path / "data"
+    in_the_way.write_text("a file where the data directory should be\n")
+    for command in (["console"], ["run"], ["db", "upgrade"]):
+        result = fusionbot(*command, env=env, cwd=tmp_path)
+        assert result.returncode == 2, (command, result.stderr)
+        assert result.stderr == (
+            f"can't make the data directory {in_the_way} (a file is in the way); set"
+            " FUSIONBOT_DATA_DIR to a directory fusionbot may create and write\n"
+        ), command
+
+
 def test_policy_check(tmp_path: Path) -> None:
     good = fusionbot("policy", "check", str(ROOT / "policy.example.toml"), cwd=tmp_path)
     assert good.returncode == 0 and "OK — Metro Fusion Center" in good.stdout
