@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bot.alert_dispatch import dispatch, goes_to_digest
 from bot.alert_messages import alert_body, alert_title, preview_message
 from bot.alerts import Alert, Timing
+from bot.audit import ALERT_CREATED
 from bot.cards import local_time
 from bot.core import Core
 from bot.dissemination import AlertSpec, Plan, plan_dissemination
@@ -161,7 +162,7 @@ async def release(core: Core, to: ReplyTo, request: AlertRequest, confirm_comman
             conn,
             at=now,
             actor=actor.address,
-            action="alert.created",
+            action=ALERT_CREATED,
             subject=alert.ref,
             details={
                 "tip": tip.ref,

@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 import typer
 
@@ -358,7 +358,8 @@ def policy_check(file: Path) -> None:
 
 @audit_app.command("verify")
 def audit_verify() -> None:
-    """Check the audit log's hash chain; exits 1 naming every broken row."""
+    """Check the audit log's hash chain, and that every tip and alert has its entry in it;
+    exits 1 naming every broken row and missing entry."""
     from storage.audit_repo import verify_audit
     from storage.db import Database
 
@@ -374,14 +375,24 @@ def audit_verify() -> None:
 
     report = asyncio.run(verify())
     if report.ok:
-        rows = "row" if report.checked == 1 else "rows"
-        typer.echo(f"audit log intact: {report.checked} {rows} verified")
+        records = " and ".join(_counted(n, noun) for noun, n in report.records.items())
+        typer.echo(
+            f"audit log intact: {_counted(report.checked, 'row')} verified;"
+            f" {records} checked against it"
+        )
         return
-    problems = len(report.problems)
-    typer.echo(f"AUDIT LOG BROKEN ({problems} problem{'s' if problems != 1 else ''}):", err=True)
-    for problem in report.problems:
+    _report_broken(report.problems)
+
+
+def _report_broken(problems: list[str]) -> NoReturn:
+    typer.echo(f"AUDIT LOG BROKEN ({_counted(len(problems), 'problem')}):", err=True)
+    for problem in problems:
         typer.echo(f"  {problem}", err=True)
     raise typer.Exit(1)
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _safe_url(url: str) -> str:

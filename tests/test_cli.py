@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sqlalchemy import text
+
+from storage.db import Database
 from tests.policies import CONSOLE_POLICY
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,6 +97,52 @@ def test_audit_verify_passes_then_detects_tampering(tmp_path: Path) -> None:
     assert broken.returncode == 1
     assert "row 2 was edited" in broken.stderr
     assert broken.stderr.startswith("AUDIT LOG BROKEN (1 problem):"), broken.stderr
+
+
+async def sql(db: Database, *statements: str) -> None:
+    async with db.transaction() as conn:
+        for statement in statements:
+            await conn.execute(text(statement))
+
+
+CUT_THE_LAST_ENTRY_AND_REWIND_THE_HEAD = (
+    "DELETE FROM audit_log WHERE id = (SELECT max(id) FROM audit_log)",
+    "UPDATE audit_head SET last_id = (SELECT max(id) FROM audit_log),"
+    " last_hash = (SELECT hash FROM audit_log WHERE id = (SELECT max(id) FROM audit_log))",
+)
+
+
+async def test_audit_verify_finds_a_log_cut_off_or_wiped_with_its_head(
+    tmp_path: Path, db: Database
+) -> None:
+    """The chain still links when its head is cut back with it, or both are emptied; the
+    tips and alerts on record each lack the entry that filed or created them."""
+    env = {**setup_center(tmp_path), "FUSIONBOT_DATABASE_URL": db.url}
+    last_tip = "@olly #tips !tip Drone over the pier at night\n"
+    filed = fusionbot("console", stdin=SCRIPT + last_tip, env=env, cwd=tmp_path)
+    assert filed.returncode == 0, filed.stderr
+    ok = fusionbot("audit", "verify", env=env, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout == (
+        "audit log intact: 8 rows verified; 2 tips and 1 alert checked against it\n"
+    )
+
+    await sql(db, *CUT_THE_LAST_ENTRY_AND_REWIND_THE_HEAD)  # T-2's filing
+    cut = fusionbot("audit", "verify", env=env, cwd=tmp_path)
+    assert cut.returncode == 1
+    assert cut.stderr == (
+        "AUDIT LOG BROKEN (1 problem):\n"
+        "  1 tip has no tip.filed entry (T-2): its entry was deleted from the log\n"
+    )
+
+    await sql(db, "DELETE FROM audit_log", "DELETE FROM audit_head")
+    wiped = fusionbot("audit", "verify", env=env, cwd=tmp_path)
+    assert wiped.returncode == 1
+    assert wiped.stderr == (
+        "AUDIT LOG BROKEN (2 problems):\n"
+        "  2 tips have no tip.filed entry (T-1, T-2): their entries were deleted from the log\n"
+        "  1 alert has no alert.created entry (A-1): its entry was deleted from the log\n"
+    )
 
 
 def test_a_data_directory_that_cannot_be_made_is_a_plain_error(tmp_path: Path) -> None:
