@@ -359,21 +359,17 @@ def policy_check(file: Path) -> None:
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Check the audit log's hash chain, and that every tip and alert has its entry in it;
-    exits 1 naming every broken row and missing entry."""
-    from storage.audit_repo import verify_audit
-    from storage.db import Database
+    exits 1 naming every broken row and missing entry. Never creates or migrates a database."""
+    from bot.audit_verify import BROKEN, CannotVerify, verify_database
 
     settings = _settings()
-
-    async def verify():
-        database = Database(settings.effective_database_url)
-        try:
-            async with database.read() as conn:
-                return await verify_audit(conn)
-        finally:
-            await database.dispose()
-
-    report = asyncio.run(verify())
+    try:
+        report = asyncio.run(verify_database(settings.effective_database_url))
+    except CannotVerify as exc:
+        if exc.exit_code == BROKEN:
+            _report_broken([exc.reason])
+        typer.echo(exc.reason, err=True)
+        raise typer.Exit(exc.exit_code) from None
     if report.ok:
         records = " and ".join(_counted(n, noun) for noun, n in report.records.items())
         typer.echo(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 from storage.db import Database
+from tests.conftest import reset_postgres
 from tests.policies import CONSOLE_POLICY
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,6 +144,63 @@ async def test_audit_verify_finds_a_log_cut_off_or_wiped_with_its_head(
         "AUDIT LOG BROKEN (2 problems):\n"
         "  2 tips have no tip.filed entry (T-1, T-2): their entries were deleted from the log\n"
         "  1 alert has no alert.created entry (A-1): its entry was deleted from the log\n"
+    )
+
+
+def test_audit_verify_never_creates_a_database(tmp_path: Path) -> None:
+    """A mistyped data directory is reported, not left holding a new empty database; the
+    policy file plays no part in verifying."""
+    env = {
+        "FUSIONBOT_POLICY": str(tmp_path / "nope.toml"),
+        "FUSIONBOT_DATA_DIR": str(tmp_path / "nonexist"),
+        "FUSIONBOT_DATABASE_URL": "",
+    }
+    missing = fusionbot("audit", "verify", env=env, cwd=tmp_path)
+    assert missing.returncode == 2
+    assert missing.stderr == (
+        f"no fusionbot database at {tmp_path / 'nonexist' / 'fusionbot.db'};"
+        " run `fusionbot db upgrade` to create one\n"
+    )
+    assert not (tmp_path / "nonexist").exists()
+
+    not_sqlite = tmp_path / "nonexist" / "fusionbot.db"
+    not_sqlite.parent.mkdir()
+    not_sqlite.write_text("not a database\n")
+    unreadable = fusionbot("audit", "verify", env=env, cwd=tmp_path)
+    assert unreadable.returncode == 2
+    assert "(file is not a database); check FUSIONBOT_DATABASE_URL or FUSIONBOT_DATA_DIR" in (
+        unreadable.stderr
+    )
+    assert "Traceback" not in unreadable.stderr
+
+
+async def test_audit_verify_says_plainly_why_a_database_cannot_be_verified(
+    tmp_path: Path, database_url: str
+) -> None:
+    env = {**setup_center(tmp_path), "FUSIONBOT_DATABASE_URL": database_url}
+    if database_url.startswith("postgresql"):
+        await reset_postgres(database_url)
+    else:
+        # An empty file, as verify itself used to leave where a data directory pointed.
+        await asyncio.to_thread(Path(database_url.split("///", 1)[1]).touch)
+    empty = fusionbot("audit", "verify", env=env, cwd=tmp_path)
+    assert empty.returncode == 2
+    assert empty.stderr.startswith(
+        "the database is not migrated to the current schema (run `fusionbot db upgrade`):"
+        " it has no schema yet"
+    ), empty.stderr
+
+    assert fusionbot("console", stdin=SCRIPT, env=env, cwd=tmp_path).returncode == 0
+    db = Database(database_url)
+    try:
+        await sql(db, "DROP TABLE audit_log")
+    finally:
+        await db.dispose()
+    destroyed = fusionbot("audit", "verify", env=env, cwd=tmp_path)
+    assert destroyed.returncode == 1
+    assert destroyed.stderr == (
+        "AUDIT LOG BROKEN (1 problem):\n"
+        "  the audit table audit_log is missing: the log has been destroyed\n"
     )
 
 
