@@ -36,6 +36,7 @@ from bot.alert_messages import (
     unanswered_question,
 )
 from bot.alerts import Alert, Timing, goes_to_digest
+from bot.audit import ALERT_CREATED
 from bot.core import Core
 from bot.dissemination import AlertSpec, Plan, plan_dissemination
 from bot.errors import UserError
@@ -173,7 +174,7 @@ async def release(core: Core, to: ReplyTo, request: AlertRequest, confirm_comman
             conn,
             at=now,
             actor=actor.address,
-            action="alert.created",
+            action=ALERT_CREATED,
             subject=alert.ref,
             details={
                 "tip": tip.ref,

@@ -2,7 +2,9 @@
 
 Each row's hash covers its own fields and the previous row's hash, so editing, deleting or
 reordering any row breaks the chain from there on. A separate head (last id, last hash)
-catches rows cut off the end, which the chain alone cannot see.
+catches rows cut off the end, which the chain alone cannot see. A log cut off consistently
+(rows and head together, or wiped) still links, so the records are checked against it too:
+every tip has the entry that filed it and every alert the one that created it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 GENESIS = "0" * 64
+
+# The entries that bring a record into being, written in the record's own transaction
+# (bot/intake.py, bot/alert_release.py): a record without one lost it from the log.
+TIP_FILED = "tip.filed"
+ALERT_CREATED = "alert.created"
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,24 @@ class VerifyReport:
     ok: bool
     checked: int
     problems: list[str] = field(default_factory=list)
+    # Records checked against the log for their creating entry, by noun ("tip": 3).
+    records: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RecordKind:
+    """Records of one kind that each have an entry recording their creation."""
+
+    noun: str  # "tip"
+    ref_prefix: str  # "T-": a record's ref, the entry's subject, is prefix + id
+    action: str  # the creating entry's action
+
+
+TIPS = RecordKind("tip", "T-", TIP_FILED)
+ALERTS = RecordKind("alert", "A-", ALERT_CREATED)
+
+# Ranges of missing records named in full; past that, how many more.
+_MISSING_RANGES_SHOWN = 20
 
 
 def _json(value: Any, *, canonical: bool) -> str:
@@ -120,6 +145,44 @@ def _rows(first: int, last: int) -> str:
 
 def _were(first: int, last: int) -> str:
     return f"{_rows(first, last)} {'was' if first == last else 'were'}"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _id_ranges(ids: list[int]) -> list[tuple[int, int]]:
+    ranges: list[tuple[int, int]] = []
+    for record_id in sorted(ids):
+        if ranges and record_id == ranges[-1][1] + 1:
+            ranges[-1] = (ranges[-1][0], record_id)
+        else:
+            ranges.append((record_id, record_id))
+    return ranges
+
+
+def _refs(kind: RecordKind, first: int, last: int) -> str:
+    if last - first > 1:
+        return f"{kind.ref_prefix}{first} to {kind.ref_prefix}{last}"
+    return ", ".join(f"{kind.ref_prefix}{n}" for n in range(first, last + 1))
+
+
+def missing_entries_problem(kind: RecordKind, ids: list[int]) -> str | None:
+    """The problem to report for records of ``kind`` whose creating entry is not in the
+    log (``ids``), or None when there are none."""
+    if not ids:
+        return None
+    ranges = _id_ranges(ids)
+    named = [_refs(kind, first, last) for first, last in ranges[:_MISSING_RANGES_SHOWN]]
+    hidden = sum(last - first + 1 for first, last in ranges[_MISSING_RANGES_SHOWN:])
+    if hidden:
+        named.append(f"and {hidden} more")
+    one = len(ids) == 1
+    return (
+        f"{_plural(len(ids), kind.noun)} {'has' if one else 'have'} no {kind.action} entry"
+        f" ({', '.join(named)}): {'its entry was' if one else 'their entries were'}"
+        " deleted from the log"
+    )
 
 
 class ChainChecker:

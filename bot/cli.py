@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 import typer
 
@@ -62,6 +62,27 @@ def _check_policy_or_exit(settings: Settings) -> None:
         log.warning("%s", warning)
 
 
+def _check_data_dir_or_exit(settings: Settings) -> None:
+    """Make the SQLite file's directory now, so that one that can't be made is a plain
+    message rather than a traceback from deep inside the start-up."""
+    from storage.db import sqlite_path
+
+    path = sqlite_path(settings.effective_database_url)
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        # mkdir says "File exists" of a file in the way: the point is it isn't a directory.
+        why = "a file is in the way" if isinstance(exc, FileExistsError) else exc.strerror
+        typer.echo(
+            f"can't make the data directory {path.parent.absolute()} ({why}); set"
+            " FUSIONBOT_DATA_DIR to a directory fusionbot may create and write",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+
+
 @app.callback(invoke_without_command=True)
 def main(ctx: typer.Context) -> None:
     """With no command: run."""
@@ -81,6 +102,7 @@ def run(
     """Start the bot on every configured platform (the console when none is)."""
     settings = _settings()
     _check_policy_or_exit(settings)
+    _check_data_dir_or_exit(settings)
     slack = settings.slack_bot_token is not None
     matrix = settings.matrix_homeserver is not None
     if not slack and not matrix:
@@ -235,6 +257,7 @@ def console() -> None:
     when stdin is not a terminal, prints what the bot posts, and exits at end of input."""
     settings = _settings()
     _check_policy_or_exit(settings)
+    _check_data_dir_or_exit(settings)
     asyncio.run(run_console(settings, sys.stdin, sys.stdout, sys.stderr))
 
 
@@ -311,6 +334,7 @@ def db_upgrade() -> None:
     from storage.db import Database
 
     settings = _settings()
+    _check_data_dir_or_exit(settings)
 
     async def upgrade() -> None:
         database = Database(settings.effective_database_url)
@@ -341,30 +365,37 @@ def policy_check(file: Path) -> None:
 
 @audit_app.command("verify")
 def audit_verify() -> None:
-    """Check the audit log's hash chain; exits 1 naming every broken row."""
-    from storage.audit_repo import verify_audit
-    from storage.db import Database
+    """Check the audit log's hash chain, and that every tip and alert has its entry in it;
+    exits 1 naming every broken row and missing entry. Never creates or migrates a database."""
+    from bot.audit_verify import BROKEN, CannotVerify, verify_database
 
     settings = _settings()
-
-    async def verify():
-        database = Database(settings.effective_database_url)
-        try:
-            async with database.read() as conn:
-                return await verify_audit(conn)
-        finally:
-            await database.dispose()
-
-    report = asyncio.run(verify())
+    try:
+        report = asyncio.run(verify_database(settings.effective_database_url))
+    except CannotVerify as exc:
+        if exc.exit_code == BROKEN:
+            _report_broken([exc.reason])
+        typer.echo(exc.reason, err=True)
+        raise typer.Exit(exc.exit_code) from None
     if report.ok:
-        rows = "row" if report.checked == 1 else "rows"
-        typer.echo(f"audit log intact: {report.checked} {rows} verified")
+        records = " and ".join(_counted(n, noun) for noun, n in report.records.items())
+        typer.echo(
+            f"audit log intact: {_counted(report.checked, 'row')} verified;"
+            f" {records} checked against it"
+        )
         return
-    problems = len(report.problems)
-    typer.echo(f"AUDIT LOG BROKEN ({problems} problem{'s' if problems != 1 else ''}):", err=True)
-    for problem in report.problems:
+    _report_broken(report.problems)
+
+
+def _report_broken(problems: list[str]) -> NoReturn:
+    typer.echo(f"AUDIT LOG BROKEN ({_counted(len(problems), 'problem')}):", err=True)
+    for problem in problems:
         typer.echo(f"  {problem}", err=True)
     raise typer.Exit(1)
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _safe_url(url: str) -> str:

@@ -6,6 +6,7 @@ import logging
 
 from bot import metrics
 from bot.addresses import platform_of, spell
+from bot.audit import TIP_FILED
 from bot.card_render import render_card
 from bot.cards import card_key
 from bot.categories import CATEGORIES
@@ -84,7 +85,7 @@ async def _file_tip(core: Core, to: ReplyTo, draft: TipDraft, source_key: str | 
             conn,
             at=now,
             actor=to.actor,
-            action="tip.filed",
+            action=TIP_FILED,
             subject=tip.ref,
             details={"category": tip.category, "urgency": tip.urgency.value, "channel": to.channel},
         )

@@ -23,16 +23,34 @@ class CommitOutcomeUnknown(Exception):
     """The database connection failed during a commit: it may have been applied or not."""
 
 
+class NoDatabase(Exception):
+    """A database opened read-only does not exist: it would not be created."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        super().__init__(f"no database at {path}")
+
+
 class Database:
     """One engine per process. Write transactions go through :meth:`transaction`."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, read_only: bool = False) -> None:
+        """``read_only``: for a command that inspects a database (``fusionbot audit
+        verify``). It changes nothing and creates nothing: an SQLite file that is not there
+        raises :class:`NoDatabase` instead of being made, empty, where a mistyped data
+        directory pointed."""
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        if self.is_sqlite:
+        connect_url = url
+        if self.is_sqlite and read_only:
+            connect_url = _read_only_sqlite_url(url)
+        elif self.is_sqlite:
             _ensure_sqlite_dir(url)
-        self.engine: AsyncEngine = create_async_engine(url, echo=echo, **_engine_options(url))
-        if self.is_sqlite:
+        options = _engine_options(connect_url)
+        if read_only and url.startswith("postgresql+asyncpg"):
+            options["connect_args"] = {"server_settings": {"default_transaction_read_only": "on"}}
+        self.engine: AsyncEngine = create_async_engine(connect_url, echo=echo, **options)
+        if self.is_sqlite and not read_only:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         elif url.startswith("postgresql+asyncpg"):
             event.listen(self.engine.sync_engine, "checkout", _refuse_closed)
@@ -178,10 +196,30 @@ def _refuse_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
         raise exc.InvalidatePoolError("the server closed this pooled connection")
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The file an SQLite URL names (None for an in-memory database or another kind)."""
+    if not url.startswith("sqlite"):
+        return None
+    path = make_url(url).database
+    return Path(path) if path and path != ":memory:" else None
+
+
 def _ensure_sqlite_dir(url: str) -> None:
-    path = url.split("///", 1)[-1]
-    if path and path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    path = sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _read_only_sqlite_url(url: str) -> str:
+    """``url`` opened by SQLite read-only (mode=ro), which never creates the file."""
+    path = sqlite_path(url)
+    if path is None or not path.is_file():
+        raise NoDatabase(path.absolute() if path is not None else Path(":memory:"))
+    parsed = make_url(url)
+    # A URI filename: the path percent-encoded, the mode in its query.
+    return parsed.set(
+        database=path.resolve().as_uri(), query={**parsed.query, "mode": "ro", "uri": "true"}
+    ).render_as_string(hide_password=False)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

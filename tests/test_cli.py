@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
+from sqlalchemy import text
+
+from storage.db import Database
+from tests.conftest import reset_postgres
 from tests.policies import CONSOLE_POLICY
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,6 +99,122 @@ def test_audit_verify_passes_then_detects_tampering(tmp_path: Path) -> None:
     assert broken.returncode == 1
     assert "row 2 was edited" in broken.stderr
     assert broken.stderr.startswith("AUDIT LOG BROKEN (1 problem):"), broken.stderr
+
+
+async def sql(db: Database, *statements: str) -> None:
+    async with db.transaction() as conn:
+        for statement in statements:
+            await conn.execute(text(statement))
+
+
+CUT_THE_LAST_ENTRY_AND_REWIND_THE_HEAD = (
+    "DELETE FROM audit_log WHERE id = (SELECT max(id) FROM audit_log)",
+    "UPDATE audit_head SET last_id = (SELECT max(id) FROM audit_log),"
+    " last_hash = (SELECT hash FROM audit_log WHERE id = (SELECT max(id) FROM audit_log))",
+)
+
+
+async def test_audit_verify_finds_a_log_cut_off_or_wiped_with_its_head(
+    tmp_path: Path, db: Database
+) -> None:
+    """The chain still links when its head is cut back with it, or both are emptied; the
+    tips and alerts on record each lack the entry that filed or created them."""
+    env = {**setup_center(tmp_path), "FUSIONBOT_DATABASE_URL": db.url}
+    last_tip = "@olly #tips !tip Drone over the pier at night\n"
+    filed = fusionbot("console", stdin=SCRIPT + last_tip, env=env, cwd=tmp_path)
+    assert filed.returncode == 0, filed.stderr
+    ok = fusionbot("audit", "verify", env=env, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout == (
+        "audit log intact: 8 rows verified; 2 tips and 1 alert checked against it\n"
+    )
+
+    await sql(db, *CUT_THE_LAST_ENTRY_AND_REWIND_THE_HEAD)  # T-2's filing
+    cut = fusionbot("audit", "verify", env=env, cwd=tmp_path)
+    assert cut.returncode == 1
+    assert cut.stderr == (
+        "AUDIT LOG BROKEN (1 problem):\n"
+        "  1 tip has no tip.filed entry (T-2): its entry was deleted from the log\n"
+    )
+
+    await sql(db, "DELETE FROM audit_log", "DELETE FROM audit_head")
+    wiped = fusionbot("audit", "verify", env=env, cwd=tmp_path)
+    assert wiped.returncode == 1
+    assert wiped.stderr == (
+        "AUDIT LOG BROKEN (2 problems):\n"
+        "  2 tips have no tip.filed entry (T-1, T-2): their entries were deleted from the log\n"
+        "  1 alert has no alert.created entry (A-1): its entry was deleted from the log\n"
+    )
+
+
+def test_audit_verify_never_creates_a_database(tmp_path: Path) -> None:
+    """A mistyped data directory is reported, not left holding a new empty database; the
+    policy file plays no part in verifying."""
+    env = {
+        "FUSIONBOT_POLICY": str(tmp_path / "nope.toml"),
+        "FUSIONBOT_DATA_DIR": str(tmp_path / "nonexist"),
+        "FUSIONBOT_DATABASE_URL": "",
+    }
+    missing = fusionbot("audit", "verify", env=env, cwd=tmp_path)
+    assert missing.returncode == 2
+    assert missing.stderr == (
+        f"no fusionbot database at {tmp_path / 'nonexist' / 'fusionbot.db'};"
+        " run `fusionbot db upgrade` to create one\n"
+    )
+    assert not (tmp_path / "nonexist").exists()
+
+    not_sqlite = tmp_path / "nonexist" / "fusionbot.db"
+    not_sqlite.parent.mkdir()
+    not_sqlite.write_text("not a database\n")
+    unreadable = fusionbot("audit", "verify", env=env, cwd=tmp_path)
+    assert unreadable.returncode == 2
+    assert "(file is not a database); check FUSIONBOT_DATABASE_URL or FUSIONBOT_DATA_DIR" in (
+        unreadable.stderr
+    )
+    assert "Traceback" not in unreadable.stderr
+
+
+async def test_audit_verify_says_plainly_why_a_database_cannot_be_verified(
+    tmp_path: Path, database_url: str
+) -> None:
+    env = {**setup_center(tmp_path), "FUSIONBOT_DATABASE_URL": database_url}
+    if database_url.startswith("postgresql"):
+        await reset_postgres(database_url)
+    else:
+        # An empty file, as verify itself used to leave where a data directory pointed.
+        await asyncio.to_thread(Path(database_url.split("///", 1)[1]).touch)
+    empty = fusionbot("audit", "verify", env=env, cwd=tmp_path)
+    assert empty.returncode == 2
+    assert empty.stderr.startswith(
+        "the database is not migrated to the current schema (run `fusionbot db upgrade`):"
+        " it has no schema yet"
+    ), empty.stderr
+
+    assert fusionbot("console", stdin=SCRIPT, env=env, cwd=tmp_path).returncode == 0
+    db = Database(database_url)
+    try:
+        await sql(db, "DROP TABLE audit_log")
+    finally:
+        await db.dispose()
+    destroyed = fusionbot("audit", "verify", env=env, cwd=tmp_path)
+    assert destroyed.returncode == 1
+    assert destroyed.stderr == (
+        "AUDIT LOG BROKEN (1 problem):\n"
+        "  the audit table audit_log is missing: the log has been destroyed\n"
+    )
+
+
+def test_a_data_directory_that_cannot_be_made_is_a_plain_error(tmp_path: Path) -> None:
+    env = setup_center(tmp_path)
+    in_the_way = tmp_path / "data"
+    in_the_way.write_text("a file where the data directory should be\n")
+    for command in (["console"], ["run"], ["db", "upgrade"]):
+        result = fusionbot(*command, env=env, cwd=tmp_path)
+        assert result.returncode == 2, (command, result.stderr)
+        assert result.stderr == (
+            f"can't make the data directory {in_the_way} (a file is in the way); set"
+            " FUSIONBOT_DATA_DIR to a directory fusionbot may create and write\n"
+        ), command
 
 
 def test_policy_check(tmp_path: Path) -> None:
