@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.wording import counted
+
 GENESIS = "0" * 64
 
 # The entries that bring a record into being, written in the record's own transaction
@@ -147,10 +149,6 @@ def _were(first: int, last: int) -> str:
     return f"{_rows(first, last)} {'was' if first == last else 'were'}"
 
 
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
 def _id_ranges(ids: list[int]) -> list[tuple[int, int]]:
     ranges: list[tuple[int, int]] = []
     for record_id in sorted(ids):
@@ -179,7 +177,7 @@ def missing_entries_problem(kind: RecordKind, ids: list[int]) -> str | None:
         named.append(f"and {hidden} more")
     one = len(ids) == 1
     return (
-        f"{_plural(len(ids), kind.noun)} {'has' if one else 'have'} no {kind.action} entry"
+        f"{counted(len(ids), kind.noun)} {'has' if one else 'have'} no {kind.action} entry"
         f" ({', '.join(named)}): {'its entry was' if one else 'their entries were'}"
         " deleted from the log"
     )

@@ -378,9 +378,9 @@ def audit_verify() -> None:
         typer.echo(exc.reason, err=True)
         raise typer.Exit(exc.exit_code) from None
     if report.ok:
-        records = " and ".join(_counted(n, noun) for noun, n in report.records.items())
+        records = " and ".join(counted(n, noun) for noun, n in report.records.items())
         typer.echo(
-            f"audit log intact: {_counted(report.checked, 'row')} verified;"
+            f"audit log intact: {counted(report.checked, 'row')} verified;"
             f" {records} checked against it"
         )
         return
@@ -388,14 +388,10 @@ def audit_verify() -> None:
 
 
 def _report_broken(problems: list[str]) -> NoReturn:
-    typer.echo(f"AUDIT LOG BROKEN ({_counted(len(problems), 'problem')}):", err=True)
+    typer.echo(f"AUDIT LOG BROKEN ({counted(len(problems), 'problem')}):", err=True)
     for problem in problems:
         typer.echo(f"  {problem}", err=True)
     raise typer.Exit(1)
-
-
-def _counted(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _safe_url(url: str) -> str:
