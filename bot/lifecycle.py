@@ -104,7 +104,11 @@ def _reply(tip: Tip, actor: Actor) -> TipState:
     if actor.address != tip.officer:
         raise Refused(f"Only the officer who filed {tip.ref} can reply to questions about it.")
     if tip.state.closed:
-        raise Refused(f"{tip.ref} is already {_closed_as(tip)}; no answer is needed any more.")
+        raise Refused(
+            f"{tip.ref} is already {_closed_as(tip)}; no answer is needed any more. If you "
+            f"have something new, file it as a new tip that mentions {tip.ref}: "
+            f"{spell(actor.address, 'tip')} … (see {tip.ref}) | details: …"
+        )
     # An answer puts a tip that waited for information back in the analyst's hands;
     # extra facts on any other open tip are simply added to it.
     return TipState.CLAIMED if tip.state is TipState.NEEDS_INFO else tip.state

@@ -112,4 +112,8 @@ def test_a_closed_tip_refuses_in_a_sentence_that_reads(state: TipState, phrase: 
     assert str(refused.value) == f"T-1 is already {phrase}; closed tips can't change."
     with pytest.raises(Refused) as refused:
         next_state(closed, Verb.REPLY, OFFICER)
-    assert str(refused.value) == f"T-1 is already {phrase}; no answer is needed any more."
+    # New facts after the decision aren't lost: the refusal says how to send them.
+    assert str(refused.value) == (
+        f"T-1 is already {phrase}; no answer is needed any more. If you have something new, "
+        "file it as a new tip that mentions T-1: !tip … (see T-1) | details: …"
+    )
