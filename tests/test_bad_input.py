@@ -43,7 +43,12 @@ BAD = [
     ),
     ("@olly #tips !tip Van | region: mars", "@olly", "Use one of: north, south, downtown"),
     ("@olly #tips !tip Van | urgency: yesterday", "@olly", "Use immediate, priority or routine"),
-    ("@olly #tips !tip | category: photo", "@olly", "Please describe what you saw"),
+    ("@olly #tips !tip", "@olly", "Please describe what you saw"),
+    (
+        "@olly #tips !tip | category: photo",
+        "@olly",
+        "Please start with what you saw, then the fields: !tip <what you saw> | category: photo",
+    ),
     ("@olly #tips !tip Van | category photo", "@olly", "after | write key: value"),
     (
         "@olly #tips !tip " + "x" * 600,
