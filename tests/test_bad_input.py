@@ -59,6 +59,11 @@ BAD = [
     ("@olly @bot !reply T-1", "@olly", "Please add the answer"),
     ("@otto @bot !reply T-1 I saw it too", "@otto", "Only the officer who filed T-1"),
     ("@olly @bot !status T-x", "@olly", "is not a tip id"),
+    (
+        "@olly @bot !status T-1 T-2",
+        "@olly",
+        "One tip at a time, please: !status T-1, then !status T-2.",
+    ),
 ]
 
 
