@@ -91,11 +91,12 @@ def alert_key(alert_id: int) -> str:
     return f"alert:{alert_id}"
 
 
-_ALERT_REF = re.compile(r"^A-?(\d{1,9})$", re.IGNORECASE)
+# As tip ids (bot.tips): "#A-3" and "A-3:" too.
+_ALERT_REF = re.compile(r"^#?A-?(\d{1,9})[:,;.]?$", re.IGNORECASE)
 
 
 def parse_alert_ref(text: str) -> int | None:
-    """``A-3``, ``a3`` -> 3; anything else -> None."""
+    """``A-3``, ``a3``, ``#A-3`` or ``A-3:`` -> 3; anything else -> None."""
     match = _ALERT_REF.match(text.strip())
     return int(match.group(1)) if match else None
 

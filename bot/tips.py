@@ -95,13 +95,12 @@ class TipDraft:
     extra: dict[str, str] = field(default_factory=dict)
 
 
-_TIP_REF = re.compile(r"^T-?(\d{1,9})$", re.IGNORECASE)
+# "#T-12" as a chat client may turn it into, "T-12:" or "T-12," as typed before the rest
+# of a sentence ("!reply T-1: a tripod").
+_TIP_REF = re.compile(r"^#?(?:T-?)?(\d{1,9})[:,;.]?$", re.IGNORECASE)
 
 
 def parse_tip_ref(text: str) -> int | None:
-    """``T-12``, ``t12`` or ``12`` -> 12; anything else -> None."""
-    text = text.strip()
-    if text.isdigit() and len(text) <= 9:
-        return int(text)
-    match = _TIP_REF.match(text)
+    """``T-12``, ``t12``, ``12``, ``#T-12`` or ``T-12:`` -> 12; anything else -> None."""
+    match = _TIP_REF.match(text.strip())
     return int(match.group(1)) if match else None

@@ -42,9 +42,7 @@ class Dispatcher:
             verb, args = invocation
             spec = self.registry.find(verb)
             if spec is None:
-                raise UserError(
-                    f"I don't know “{ctx.spell(verb[:30])}”. {ctx.spell('help')} lists what you can do."
-                )
+                raise UserError(_unknown_command(ctx, verb, args))
             if not ctx.may(spec.role):
                 raise UserError(_ROLE_NEEDED[spec.role])
             await spec.handler(ctx, args)
@@ -63,6 +61,22 @@ class Dispatcher:
             log.exception("command failed: %r from %s", command.text[:200], command.actor)
             await ctx.answer(NOTHING_CHANGED)
         return True
+
+
+# Arguments this long are worth giving back with the corrected command (a tip typed on a
+# phone under "!tips" is gone once sent).
+_GIVEN_BACK_WORDS = 3
+
+
+def _unknown_command(ctx: Context, verb: str, args: str) -> str:
+    answer = f"I don't know “{ctx.spell(verb[:30])}”."
+    meant = ctx.registry.closest(verb, lambda spec: ctx.may(spec.role))
+    if meant is not None:
+        answer += f" Did you mean {ctx.spell(meant.name)}?"
+        if len(args.split()) > _GIVEN_BACK_WORDS:
+            answer += f" To send it again: {ctx.spell(meant.name)} {args}"
+            return answer
+    return answer + f" {ctx.spell('help')} lists what you can do."
 
 
 def _storable(command: Command) -> Command:

@@ -3,6 +3,7 @@ permission checks and !help all read the same spec, so they can't drift apart.""
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -64,6 +65,12 @@ class Registry:
 
     def find(self, name: str) -> CommandSpec | None:
         return self._by_name.get(name.lower())
+
+    def closest(self, name: str, allowed: Callable[[CommandSpec], bool]) -> CommandSpec | None:
+        """The allowed command spelt most like ``name`` (``tips`` -> tip), if any is close."""
+        names = [key for key, spec in self._by_name.items() if allowed(spec)]
+        match = difflib.get_close_matches(name.lower().strip(":,.;!?"), names, n=1, cutoff=0.6)
+        return self._by_name[match[0]] if match else None
 
     def all(self) -> list[CommandSpec]:
         return list(self._specs.values())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from bot.cards import status_line, tip_fields
 from bot.errors import UserError
 from bot.messages import Message, MessageField
@@ -29,7 +31,17 @@ MINE_SHOWN = 10
 async def status(ctx: Context, args: str) -> None:
     core = ctx.core
     tz = core.policy.center.tz
-    word = args.strip().split()[0] if args.strip() else ""
+    words = args.split()
+    if len(words) > 1:
+        ids = [parse_tip_ref(w) for w in words]
+        if None in ids:
+            raise UserError(f"One tip id at a time, please: {ctx.spell('status')} T-12.")
+        raise UserError(
+            "One tip at a time, please: "
+            + ", then ".join(f"{ctx.spell('status')} T-{n}" for n in ids[:3])
+            + "."
+        )
+    word = words[0] if words else ""
     async with core.db.read() as conn:
         if word:
             tip_id = parse_tip_ref(word)
@@ -69,18 +81,41 @@ async def status(ctx: Context, args: str) -> None:
                 footer=footer,
             )
         else:
-            mine = await tips_repo.tips_by_officer(conn, ctx.actor, limit=MINE_SHOWN)
-            lines = [status_line(t, tz) for t in mine] or [
-                f"You have filed no tips yet. File one with {ctx.spell('tip')} <what you saw>."
-            ]
-            total = await _in_all(
-                mine, MINE_SHOWN, lambda: tips_repo.tip_count_by_officer(conn, ctx.actor)
-            )
-            header = "Your tips"
-            if total > len(mine):
-                header = f"Your tips: the {len(mine)} most recent of {total:,}"
-            message = Message(header=header, text="\n".join(lines))
+            message = await _officers_tips(ctx, conn)
     await ctx.answer(message)
+
+
+async def _officers_tips(ctx: Context, conn: AsyncConnection) -> Message:
+    """Tips waiting for the officer's answer first, every one of them (an analyst's
+    question must not drop out of sight behind newer tips), then the most recent others."""
+    tz = ctx.core.policy.center.tz
+    waiting = await tips_repo.tips_waiting_for_officer(conn, ctx.actor)
+    recent = await tips_repo.tips_by_officer(conn, ctx.actor, limit=MINE_SHOWN)
+    total = await _in_all(
+        recent, MINE_SHOWN, lambda: tips_repo.tip_count_by_officer(conn, ctx.actor)
+    )
+    waiting_ids = {t.id for t in waiting}
+    others = [t for t in recent if t.id not in waiting_ids][: max(MINE_SHOWN - len(waiting), 0)]
+    shown = [*waiting, *others]
+    lines = [status_line(t, tz) for t in shown] or [
+        f"You have filed no tips yet. File one with {ctx.spell('tip')} <what you saw>."
+    ]
+    if total <= len(shown):
+        return Message(header="Your tips", text="\n".join(lines))
+    if waiting and not others:
+        header = f"Your tips: the {len(waiting)} waiting for your answer, of {total:,}"
+    elif waiting:
+        header = (
+            f"Your tips: {len(waiting)} waiting for your answer, then the {len(others)} most "
+            f"recent of {total:,}"
+        )
+    else:
+        header = f"Your tips: the {len(shown)} most recent of {total:,}"
+    return Message(
+        header=header,
+        text="\n".join(lines),
+        footer=f"An older tip: {ctx.spell('status')} T-n, with the number from its receipt.",
+    )
 
 
 async def _in_all(shown: Sequence[object], limit: int, count: Callable[[], Awaitable[int]]) -> int:

@@ -40,8 +40,8 @@ def split_invocation(text: str) -> tuple[str, str] | None:
         )
     head, _, rest = stripped[1:].partition(" ")
     verb, newline, more = head.partition("\n")
-    if newline:
-        rest = more + ("\n" + rest if rest else "")
+    if newline:  # "!tip\ncategory: photo": the space was after "category:"
+        rest = more + (" " + rest if rest else "")
     return verb.strip().lower(), rest.strip()
 
 

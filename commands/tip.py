@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 from bot.categories import category_list
+from bot.errors import UserError
 from bot.intake import file_tip
 from commands.context import Context
 from commands.registry import Role, command
-from commands.tip_parser import parse_tip
+from commands.tip_parser import ResendOffered, parse_tip
+
+# A tip this short is as quickly typed again as copied from a refusal.
+_RETYPED_WORDS = 3
 
 
 @command(
@@ -14,11 +20,22 @@ from commands.tip_parser import parse_tip
     role=Role.OFFICER,
     usage="<what you saw> [| category: …] [| location: …] [| region: …] [| when: …] "
     "[| urgency: immediate|priority|routine] [| details: …]",
-    summary="File a tip. Describe behaviour, never who someone is. Categories: " + category_list(),
+    summary="File a tip. Describe behaviour, never who someone is. Fields may also follow "
+    "; or , or stand on lines of their own. Categories: " + category_list(),
     examples=(
         "tip Man photographing the substation fence | category: photo | location: 5th & Main",
     ),
 )
 async def tip(ctx: Context, args: str) -> None:
-    draft = parse_tip(args, ctx.core.policy)
+    spelled = ctx.spell("tip")
+    try:
+        draft = parse_tip(args, ctx.core.policy, spelled=spelled)
+    except ResendOffered:
+        raise
+    except UserError as exc:
+        # Once sent, the typed text is gone from the officer's input box (Slack): give it
+        # back to be corrected rather than typed again on a phone.
+        if len(re.findall(r"\w+", args)) <= _RETYPED_WORDS:
+            raise
+        raise UserError(f"{exc}\nYour tip, to correct and send again: {spelled} {args}") from None
     await file_tip(ctx.core, ctx.reply_to, draft, source_key=ctx.command.source_key)

@@ -383,6 +383,13 @@ async def tips_by_officer(conn: AsyncConnection, officer: str, *, limit: int = 1
     return [_line(*r) for r in rows]
 
 
+async def tips_waiting_for_officer(conn: AsyncConnection, officer: str) -> list[TipLine]:
+    """An officer's tips waiting for their answer (needs_info), newest first: every one,
+    however old, as status lines."""
+    rows = await conn.execute(_WAITING_FOR_OFFICER, {"officer": officer})
+    return [_line(*r) for r in rows]
+
+
 async def tip_count_by_officer(conn: AsyncConnection, officer: str) -> int:
     """How many tips an officer has filed: of which ``tips_by_officer`` shows the latest."""
     return int((await conn.execute(_COUNT_BY_OFFICER, {"officer": officer})).scalar_one())
@@ -453,6 +460,15 @@ _BY_OFFICER = (
     .where(tips.c.officer == bindparam("officer"))
     .order_by(tips.c.id.desc())
     .limit(bindparam("limit"))
+)
+_WAITING_FOR_OFFICER = (
+    select(*_LINE_COLUMNS)
+    .where(
+        tips.c.officer == bindparam("officer"),
+        tips.c.state == TipState.NEEDS_INFO.value,
+        tips.c.purged_at.is_(None),
+    )
+    .order_by(tips.c.id.desc())
 )
 _COUNT_BY_OFFICER = (
     select(func.count()).select_from(tips).where(tips.c.officer == bindparam("officer"))

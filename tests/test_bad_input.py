@@ -43,7 +43,12 @@ BAD = [
     ),
     ("@olly #tips !tip Van | region: mars", "@olly", "Use one of: north, south, downtown"),
     ("@olly #tips !tip Van | urgency: yesterday", "@olly", "Use immediate, priority or routine"),
-    ("@olly #tips !tip | category: photo", "@olly", "Please describe what you saw"),
+    ("@olly #tips !tip", "@olly", "Please describe what you saw"),
+    (
+        "@olly #tips !tip | category: photo",
+        "@olly",
+        "Please start with what you saw, then the fields: !tip <what you saw> | category: photo",
+    ),
     ("@olly #tips !tip Van | category photo", "@olly", "after | write key: value"),
     (
         "@olly #tips !tip " + "x" * 600,
@@ -54,6 +59,21 @@ BAD = [
     ("@olly @bot !reply T-1", "@olly", "Please add the answer"),
     ("@otto @bot !reply T-1 I saw it too", "@otto", "Only the officer who filed T-1"),
     ("@olly @bot !status T-x", "@olly", "is not a tip id"),
+    ("@ana #review !alert #A-9:", "@ana", "There is no A-9."),
+    (
+        "@olly @bot !status T-1 T-2",
+        "@olly",
+        "One tip at a time, please: !status T-1, then !status T-2.",
+    ),
+    ("@olly #tips !tips Van", "@olly", "I don't know “!tips”. Did you mean !tip?"),
+    (
+        "@olly #tips !tip: Van idling by the gate since noon",
+        "@olly",
+        "Did you mean !tip? To send it again: !tip Van idling by the gate since noon",
+    ),
+    ("@olly @bot !help claim", "@olly", "claim is for analysts and supervisors"),
+    ("@olly @bot !help foo", "@olly", "There is no command foo."),
+    ("@olly @bot !help stats", "@olly", "There is no command stats. Did you mean status?"),
 ]
 
 
@@ -67,6 +87,18 @@ async def test_bad_input_answers_politely_and_changes_nothing(
     assert out[0].startswith(to + " ")
     assert expected in out[0]
     assert await state_of(harness.bot.db) == before
+
+
+@pytest.mark.parametrize("typed", ["T-1:", "T-1,", "#T-1", "#1"])
+async def test_a_tip_id_as_typed_before_the_rest_of_a_sentence(
+    harness: ConsoleHarness, typed: str
+) -> None:
+    await harness.say("@ana #review !ask T-1 What was he carrying?")
+    out = await harness.say(f"@olly @bot !reply {typed} a tripod")
+    assert "@olly Thanks — your answer was added to T-1." in out, out
+    status = await harness.say(f"@olly @bot !status {typed}")
+    assert status[0].startswith("@olly T-1\n"), status
+    assert "Answer: a tripod" in status[0]
 
 
 async def test_closed_tip_refuses_every_triage(harness: ConsoleHarness) -> None:

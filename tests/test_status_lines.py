@@ -54,7 +54,8 @@ async def test_status_lines_read_as_the_whole_tips_do_in_every_state(db) -> None
     assert "T-3 · routine · NEEDS INFO · console:ana · waiting for the officer's answer · " in queue
 
     mine = lines_for(await h.say("@olly #tips !status"), "@olly")[0]
-    assert shown(mine) == await whole_tip_lines(h, [7, 6, 5, 4, 3, 2, 1])
+    # The tip waiting for the officer's answer first, then the others, newest first.
+    assert shown(mine) == await whole_tip_lines(h, [3, 7, 6, 5, 4, 2, 1])
     assert "T-6 · routine · DUPLICATE · by console:ana of T-1 · " in mine
     assert "T-5 · purged under the retention policy" in mine
     assert "T-4 · routine · APPROVED · by console:ana · " in mine
@@ -87,9 +88,26 @@ async def test_an_officer_sees_the_latest_tips_and_how_many_there_are(db) -> Non
     for n in range(12):
         await h.say(f"@olly #tips !tip Tip number {n}")
     mine = lines_for(await h.say("@olly #tips !status"), "@olly")[0]
-    ids = [line.split(" · ")[0] for line in shown(mine)]
+    ids = [line.split(" · ")[0] for line in shown(mine) if line.startswith("T-")]
     assert mine.startswith("@olly Your tips: the 10 most recent of 12\n"), mine
     assert ids == [f"T-{n}" for n in range(12, 2, -1)], ids
+    assert mine.endswith("An older tip: !status T-n, with the number from its receipt."), mine
+
+
+async def test_a_tip_waiting_for_the_officers_answer_is_never_hidden(db) -> None:
+    h = ConsoleHarness(db)
+    await h.say("@olly #tips !tip Van at the depot gate")
+    await h.say("@ana #review !claim T-1")
+    await h.say("@ana #review !ask T-1 Which gate?")
+    for n in range(12):
+        await h.say(f"@olly #tips !tip Tip number {n}")
+    mine = lines_for(await h.say("@olly #tips !status"), "@olly")[0]
+    ids = [line.split(" · ")[0] for line in shown(mine) if line.startswith("T-")]
+    assert mine.startswith(
+        "@olly Your tips: 1 waiting for your answer, then the 9 most recent of 13\n"
+    ), mine
+    assert ids == ["T-1", *(f"T-{n}" for n in range(13, 4, -1))], ids
+    assert "T-1 · routine · NEEDS INFO · console:ana · waiting for the officer's answer" in mine
 
 
 def test_urgency_names_sort_in_their_order_of_urgency() -> None:
