@@ -22,6 +22,10 @@ class Command:
     # Set by adapters whose platform may deliver the same request twice.
     source_key: str | None = None
     source_ref: str | None = None
+    # A tip from a platform's form (Slack's /tip form): its boxes, already separated, so
+    # no text in them is read for more fields ("seen twice, time: 23:40" stays details).
+    # ``text`` still holds the tip as a line, for logs and for giving it back.
+    form: tuple[tuple[str, str], ...] | None = None
 
 
 @dataclass

@@ -9,7 +9,7 @@ from bot.errors import UserError
 from bot.intake import file_tip
 from commands.context import Context
 from commands.registry import Role, command
-from commands.tip_parser import ResendOffered, parse_tip
+from commands.tip_parser import ResendOffered, parse_tip, parse_tip_form
 
 # A tip this short is as quickly typed again as copied from a refusal.
 _RETYPED_WORDS = 3
@@ -28,6 +28,10 @@ _RETYPED_WORDS = 3
 )
 async def tip(ctx: Context, args: str) -> None:
     spelled = ctx.spell("tip")
+    if ctx.command.form is not None:
+        draft = parse_tip_form(ctx.command.form, ctx.core.policy)
+        await file_tip(ctx.core, ctx.reply_to, draft, source_key=ctx.command.source_key)
+        return
     try:
         draft = parse_tip(args, ctx.core.policy, spelled=spelled)
     except ResendOffered:

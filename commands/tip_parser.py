@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Sequence
 
 from bot.categories import category_codes, find_category, plain_word, similar_categories
 from bot.errors import UserError
@@ -97,6 +98,22 @@ def parse_tip(text: str, policy: Policy, spelled: str = "!tip") -> TipDraft:
                 f"Please start with what you saw, then the fields: {spelled} <what you saw>{fields}"
             )
         problems.append("Please start with what you saw, then the fields.")
+    if problems:
+        raise UserError("\n".join(problems))
+    return draft
+
+
+def parse_tip_form(form: Sequence[tuple[str, str]], policy: Policy) -> TipDraft:
+    """A tip from a platform's form: each box is one field as it stands (a comma or a
+    "key:" inside a box is the officer's text, not another field)."""
+    fields = dict(form)
+    summary = fields.pop("summary", "").strip()
+    problems: list[str] = []
+    values = _values([(key, value.strip()) for key, value in fields.items()], problems)
+    problems += _length_problems(summary, values)
+    draft = _draft(summary, values, policy, problems)
+    if not summary:
+        problems.append("Please describe what you saw.")
     if problems:
         raise UserError("\n".join(problems))
     return draft

@@ -339,6 +339,15 @@ async def test_tip_form_submission_files_the_tip_text(slack: Slack, recorder: Re
         ),
         is_dm=False,
         source_key=f"slack:{TEAM}:view:V0TIP",
+        # The boxes as typed: the core files them as they stand, reading none for fields.
+        form=(
+            ("summary", "Man | photographing the fence"),
+            ("category", "PHOTO"),
+            ("location", "Pier 4 | north gate"),
+            ("when", "today 14:10"),
+            ("urgency", "priority"),
+            ("details", "Tall, red jacket\nleft | in a van"),
+        ),
     )
 
 

@@ -202,3 +202,23 @@ async def test_a_long_field_is_named_grammatically(db: Database) -> None:
     h = ConsoleHarness(db)
     answer = await refused(h, "@olly #tips !tip Van | details: " + "x" * 4001)
     assert "The details field is too long (4,001 characters; at most 4,000)" in answer
+
+
+async def test_a_forms_boxes_are_filed_as_they_stand(db: Database) -> None:
+    """Slack's /tip form hands over its boxes: a comma and a "time:" inside the details are
+    the officer's words, not a second When field (which the form has its own box for)."""
+    h = ConsoleHarness(db)
+    form = (
+        ("summary", "Van circling the depot"),
+        ("category", "SURVL"),
+        ("when", "23:40"),
+        ("details", "Seen twice, time: 23:40 and 01:10; urgency: not clear"),
+    )
+    await h.bot.handle(
+        Command(actor="console:olly", channel="console:#tips", text="!tip (form)", form=form)
+    )
+    await h.bot.drain(10.0)
+    assert h.printed[-1].startswith("@olly Received T-1 (SURVL — observation / surveillance")
+    card = next(line for line in h.printed if line.startswith("#review T-1"))
+    assert "When: 23:40" in card
+    assert "Details: Seen twice, time: 23:40 and 01:10; urgency: not clear" in card

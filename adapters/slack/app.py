@@ -17,6 +17,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -268,12 +269,13 @@ async def on_button(ack: AsyncAck, body: JSONDict, client: AsyncWebClient, handl
 
 async def on_tip_submission(ack: AsyncAck, body: JSONDict, handle: Handle) -> None:
     view = body.get("view") or {}
-    text = modals.tip_text((view.get("state") or {}).get("values") or {})
-    if text is None:
+    form = modals.tip_form((view.get("state") or {}).get("values") or {})
+    if form is None:
         await ack(response_action="errors", errors={"summary": "Please describe what you saw."})
         return
     channel = str(modals.metadata(view).get("channel") or "")
-    await _handle(handle, _view_command(body, channel, text, source_ref=None), ack)
+    command = _view_command(body, channel, modals.tip_text(form), source_ref=None)
+    await _handle(handle, replace(command, form=form), ack)
 
 
 async def on_input_submission(ack: AsyncAck, body: JSONDict, handle: Handle) -> None:

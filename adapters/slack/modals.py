@@ -290,16 +290,20 @@ def field_text(value: str) -> str:
     return value.replace("|", "/")
 
 
-def tip_text(values: Mapping[str, Any]) -> str | None:
-    """``!tip summary | category: X | …`` from the /tip form; None without a summary."""
-    summary = " ".join(field_text(state_value(values, "summary")).split())
+def tip_form(values: Mapping[str, Any]) -> tuple[tuple[str, str], ...] | None:
+    """The /tip form's boxes as (field, value), summary first; None without a summary."""
+    summary = " ".join(state_value(values, "summary").split())
     if not summary:
         return None
-    parts = [f"!tip {summary}"]
-    for name in FIELDS:
-        value = field_text(state_value(values, name))
-        if value:
-            parts.append(f"{name}: {value}")
+    filled = ((name, state_value(values, name)) for name in FIELDS)
+    return (("summary", summary), *((name, value) for name, value in filled if value))
+
+
+def tip_text(form: tuple[tuple[str, str], ...]) -> str:
+    """``!tip summary | category: X | …``: the form's tip as one line."""
+    (_, summary), *fields = form
+    parts = [f"!tip {field_text(summary)}"]
+    parts += [f"{name}: {field_text(value)}" for name, value in fields]
     return " | ".join(parts)
 
 
