@@ -10,6 +10,7 @@ from bot.core import Core
 from bot.errors import NOTHING_CHANGED, UserError
 from commands import admin, alert, help, records, status, tip, triage  # noqa: F401  (they register themselves)
 from commands.context import Command, Context
+from commands.direct_chat import answer_plain_words, as_command
 from commands.registry import REGISTRY, Registry, Role
 from commands.text import clean, split_invocation, without_surrogates
 from storage.db import CommitOutcomeUnknown
@@ -36,9 +37,14 @@ class Dispatcher:
         text = clean(command.text)
         ctx = Context(self.core, command, self.registry)
         try:
+            if command.is_dm and (as_tip := as_command(text)) is not None:
+                text = as_tip
             invocation = split_invocation(text)
             if invocation is None:
-                return False
+                if not command.is_dm or not text.strip():
+                    return False  # people talking in a channel: not for the bot
+                await answer_plain_words(ctx, text)
+                return True
             verb, args = invocation
             spec = self.registry.find(verb)
             if spec is None:

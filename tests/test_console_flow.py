@@ -200,3 +200,27 @@ async def test_a_tip_given_back_returns_to_the_queue_for_anyone_to_claim(db) -> 
     assert (await h.say("@sam #review !unclaim T-1")) == [
         "@sam Nobody holds T-1; it is in the queue already."
     ]
+
+
+async def test_plain_words_in_a_dm_get_the_command_that_sends_them(db) -> None:
+    h = ConsoleHarness(db)
+    out = await h.say("@olly @bot Person leaving a bag at platform 3")
+    assert out == [
+        "@olly I act only on commands, so that wasn't sent to anyone. To report something: "
+        "!tip <what you saw> | category: … | location: …  !help lists what you can do."
+    ]
+    # "tip …" is a tip in a direct message, on every platform.
+    out = await h.say("@olly @bot tip Person leaving a bag at platform 3 | category: threat")
+    assert lines_for(out, "@olly")[0].startswith("@olly Received T-1 (THREAT")
+
+    await h.say("@ana #review !claim T-1")
+    await h.say("@ana #review !ask T-1 Did anyone pick it up?")
+    before = await state_of(db)
+    out = await h.say("@olly @bot No, it is still there")
+    assert out == [
+        "@olly I act only on commands, so that wasn't sent to anyone. If it is your answer "
+        "about T-1, send it as:\n    !reply T-1 No, it is still there"
+    ]
+    assert await state_of(db) == before  # nothing was taken as an answer by guesswork
+    # In a channel, words are people talking to each other: the bot stays out of it.
+    assert await h.say("@olly #tips anyone seen the sergeant?") == []

@@ -426,6 +426,18 @@ async def test_a_direct_chat_with_the_bot_files_tips(world: World) -> None:
         receipt = await w.officer.wait_for(replies_to(asked))
         assert receipt.room_id == dm and receipt.body.startswith("Received T-1")
         await w.analyst.wait_for(notice(bot, rooms["review"], "T-1"))
+        # Plain words in the direct chat are for the bot: it answers with the command.
+        said = await w.officer.say(dm, "Still there at midnight")
+        answer = await w.officer.wait_for(replies_to(said))
+        assert answer.body.startswith("I act only on commands, so that wasn't sent to anyone.")
+        # Words in a room are people talking to each other: no answer (the next command's
+        # answer is the first thing the bot says there).
+        await w.officer.say(rooms["intake"], "anyone seen the sergeant?")
+        asked = await w.officer.say(rooms["intake"], "!status")
+        first = await w.officer.wait_for(
+            lambda room, e: room == rooms["intake"] and e.get("sender") == bot
+        )
+        assert replies_to(asked)(rooms["intake"], first.event)
 
 
 async def test_commands_from_servers_the_policy_does_not_allow_are_ignored(

@@ -707,7 +707,7 @@ def dm_event(
 RETRY = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
 
 
-async def test_a_dm_that_reads_as_a_command_is_one(
+async def test_a_persons_dm_goes_to_the_core_other_messages_dont(
     recorder: Recorder, fake: FakeSlackWebAPI
 ) -> None:
     seen: set[str] = set()
@@ -731,7 +731,8 @@ async def test_a_dm_that_reads_as_a_command_is_one(
             sent = [
                 dm_event("Tip Van idling by the gate | category: survl", event_id="Ev1"),
                 dm_event("  !ask T-1 5th &amp; Main?", event_id="Ev2"),
-                dm_event("hello there", event_id="Ev3"),  # conversation, not a command
+                # Words, not a command: the core answers them (commands.direct_chat).
+                dm_event("No vehicle seen", event_id="Ev3"),
                 dm_event("!help", event_id="Ev4", channel="C0TIPS", channel_type="channel"),
                 dm_event("!help", event_id="Ev5", bot_id="B0OTHER"),
                 dm_event("!help", event_id="Ev6", subtype="message_changed"),
@@ -748,7 +749,7 @@ async def test_a_dm_that_reads_as_a_command_is_one(
         Command(
             actor="slack:UOLLY",
             channel="slack:D0OLLY",
-            text="!tip Van idling by the gate | category: survl",
+            text="Tip Van idling by the gate | category: survl",
             is_dm=True,
             source_key=f"slack:{TEAM}:event:Ev1",
         ),
@@ -758,6 +759,13 @@ async def test_a_dm_that_reads_as_a_command_is_one(
             text="!ask T-1 5th & Main?",
             is_dm=True,
             source_key=f"slack:{TEAM}:event:Ev2",
+        ),
+        Command(
+            actor="slack:UOLLY",
+            channel="slack:D0OLLY",
+            text="No vehicle seen",
+            is_dm=True,
+            source_key=f"slack:{TEAM}:event:Ev3",
         ),
     ]
 

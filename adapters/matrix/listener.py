@@ -370,7 +370,13 @@ class MatrixListener:
         text = _QUOTE.sub("", event.body, count=1)
         invocation = _safe_split(text)
         if invocation is None:
-            return False
+            if not self._is_direct(room_id) or not text.strip():
+                return False  # chatter in a room is people talking to each other
+            # Words in a direct chat are for the bot: the core answers them (once).
+            if await self._acted_on_before(event):
+                return False
+            await self._dispatch(room_id, event.sender, text, event.event_id, event.event_id)
+            return True
         root = relation.get("event_id") if relation.get("rel_type") == "m.thread" else None
         if root:
             text = await self._with_thread_subject(room_id, root, text, invocation)
@@ -417,10 +423,13 @@ class MatrixListener:
     ) -> None:
         await self.handle(await self._command(room_id, sender, text, source_ref, event_id))
 
+    def _is_direct(self, room_id: str) -> bool:
+        return room_id in self.direct.rooms and room_id not in self.addresses
+
     async def _command(
         self, room_id: str, sender: str, text: str, source_ref: str, event_id: str
     ) -> Command:
-        is_dm = room_id in self.direct.rooms and room_id not in self.addresses
+        is_dm = self._is_direct(room_id)
         if is_dm and self.direct.by_person.get(sender) != room_id:
             await self.direct.remember(sender, room_id)  # answers go to the room they used
         return Command(

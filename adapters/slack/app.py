@@ -150,28 +150,24 @@ async def ignore_event(body: JSONDict) -> None:
     return None
 
 
-# A DM to the bot is a command when it reads like one: "!claim T-1", or "tip <what>" as
-# officers naturally write it.
-_DM_TIP = re.compile(r"^tip(?:\s|$)", re.IGNORECASE)
-
-
 def dm_command_text(text: str) -> str | None:
-    """The command a DM's text stands for, or None for ordinary conversation."""
+    """What a DM to the bot says, for the core (None when it says nothing): a command
+    ("!claim T-1"), "tip <what>" as officers naturally write it, or plain words, which the
+    core answers with the command they probably meant (commands.direct_chat)."""
     # Slack sends message text with &, < and > escaped; the core gets what was typed.
     text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&").strip()
     if text.startswith("!"):
         command = text.lstrip("!").strip()
         return "!" + command if command else None
-    if _DM_TIP.match(text):
-        return "!tip" + text[3:]
-    return None
+    return text or None
 
 
 async def on_message_event(
     ack: AsyncAck, body: JSONDict, handle: Handle, seen_before: SeenBefore | None
 ) -> None:
-    """A person's message in a DM with the bot that reads as a command becomes one;
-    every other message (channels, bots, edits, joins) is acknowledged and ignored."""
+    """A person's message in a DM with the bot goes to the core (a command, or words it
+    answers); every other message (channels, bots, edits, joins) is acknowledged and
+    ignored."""
     event = body.get("event") or {}
     user = str(event.get("user") or "")
     channel = str(event.get("channel") or "")
