@@ -61,6 +61,18 @@ class Alert:
     # The dissemination plan as it stood at release: who was to get it, who not and why.
     plan: Plan | None = None
     version: int = 1
+    updated_at: datetime | None = None
+
+    @property
+    def updated_since_release(self) -> bool:
+        """Its text was replaced after it went out (!update); a release itself, or an
+        update of a scheduled alert before its time, doesn't count."""
+        return (
+            self.state is AlertState.RELEASED
+            and self.released_at is not None
+            and self.updated_at is not None
+            and self.updated_at > self.released_at
+        )
 
     @property
     def ref(self) -> str:

@@ -174,7 +174,7 @@ def render_digest(
         else:
             body = " ".join(alert.body.split())
             body = body if len(body) <= 300 else body[:299] + "…"
-            updated = " · UPDATED" if alert.version > 1 else ""
+            updated = " · UPDATED" if alert.updated_since_release else ""
             entries.append(f"{alert.ref} · {marking} · {alert.title}{updated}\n{body}")
     return Message(
         header=f"Digest for {partner.name} · {local_time(period, tz)} · {counted(len(listed), 'alert')}",

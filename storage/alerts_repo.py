@@ -38,6 +38,7 @@ def _alert(r: Any) -> Alert:
         released_at=r.released_at,
         plan=None if r.plan is None else plan_from_json(r.plan),
         version=r.version,
+        updated_at=r.updated_at,
     )
 
 
@@ -129,6 +130,7 @@ async def save_body(conn: AsyncConnection, alert: Alert, body: str, *, now: date
     """Replace the text of an alert; the row must be unchanged since loaded."""
     await _change(conn, alert, body=body, updated_at=now)
     alert.body = body
+    alert.updated_at = now
     alert.version += 1
 
 

@@ -52,7 +52,7 @@ async def test_digest_partner_gets_one_digest_at_its_time_and_nothing_twice(db) 
     assert digest.startswith(
         "#transit [TLP:GREEN]\n    Digest for Regional Transit Authority · 2026-11-26 07:00 EST · 1 alert"
     )
-    assert "A-1 · TLP:GREEN · Fence photos" in digest
+    assert "A-1 · TLP:GREEN · Fence photos\n" in digest  # as released: not marked UPDATED
     assert "Man photographing the substation fence" in digest
 
     assert await tick(h) == []  # a second run in the same period sends nothing
