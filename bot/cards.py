@@ -135,7 +135,7 @@ def review_card(
 
 
 def card_buttons(tip: Tip) -> list[Button]:
-    if tip.state is TipState.NEW:
+    if tip.state is TipState.NEW or (not tip.state.closed and tip.claimed_by is None):
         return [Button(label="Claim", command=f"claim {tip.ref}", style="primary")]
     if tip.state in (TipState.CLAIMED, TipState.NEEDS_INFO):
         return [

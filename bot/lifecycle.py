@@ -1,7 +1,8 @@
 """The tip lifecycle: who may do what, from which state. Pure; no I/O.
 
 new -> claimed -> (needs_info <-> claimed) -> approved | rejected | duplicate
-An open tip held by someone can be given back: claimed | needs_info -> new (unclaim).
+An open tip held by someone can be given back (unclaim): claimed -> new; a tip waiting
+for the officer's answer keeps waiting, held by nobody, until someone claims it.
 """
 
 from __future__ import annotations
@@ -53,16 +54,18 @@ def next_state(tip: Tip, verb: Verb, actor: Actor) -> TipState:
         raise Refused(f"{tip.ref} is already {_closed_as(tip)}; closed tips can't change.")
     if verb is Verb.CLAIM:
         return _claim(tip, actor)
-    if verb is Verb.UNCLAIM and tip.state is TipState.NEW:
+    if verb is Verb.UNCLAIM and tip.claimed_by is None:
         raise Refused(f"Nobody holds {tip.ref}; it is in the queue already.")
-    if tip.state is TipState.NEW:
+    if tip.claimed_by is None:
         raise Refused(
             f"{tip.ref} is not claimed yet. Claim it first: {spell(actor.address, 'claim')} "
             f"{tip.ref}"
         )
     _check_holder(tip, actor)
     if verb is Verb.UNCLAIM:
-        return TipState.NEW
+        # A question already asked stays open: the officer's answer must still be awaited,
+        # shown as awaited, and reach whoever holds the tip next.
+        return tip.state if tip.state is TipState.NEEDS_INFO else TipState.NEW
     if verb is Verb.ASK:
         return TipState.NEEDS_INFO
     if verb is Verb.APPROVE and actor.address == tip.officer:
@@ -78,8 +81,8 @@ def next_state(tip: Tip, verb: Verb, actor: Actor) -> TipState:
 
 
 def _claim(tip: Tip, actor: Actor) -> TipState:
-    if tip.state is TipState.NEW:
-        return TipState.CLAIMED
+    if tip.claimed_by is None:  # new, or given back while waiting for the officer's answer
+        return TipState.CLAIMED if tip.state is TipState.NEW else tip.state
     if tip.claimed_by == actor.address:
         raise Refused(f"You already hold {tip.ref}.")
     if not actor.is_supervisor:
@@ -111,7 +114,9 @@ def _reply(tip: Tip, actor: Actor) -> TipState:
         )
     # An answer puts a tip that waited for information back in the analyst's hands;
     # extra facts on any other open tip are simply added to it.
-    return TipState.CLAIMED if tip.state is TipState.NEEDS_INFO else tip.state
+    if tip.state is TipState.NEEDS_INFO:
+        return TipState.CLAIMED if tip.claimed_by else TipState.NEW
+    return tip.state
 
 
 def _closed_as(tip: Tip) -> str:

@@ -82,7 +82,10 @@ async def triage(core: Core, to: ReplyTo, command: Triage) -> Tip:
             tip.claimed_by = None
             confirmation = f"{tip.ref} is back in the queue for any analyst to claim."
             if previous is TipState.NEEDS_INFO:
-                confirmation += " Your question to the officer stays; the answer shows on the card."
+                confirmation += (
+                    " Your question to the officer stays open: the answer goes to whoever "
+                    "claims it next, and onto the card."
+                )
             if holder and holder != actor.address:
                 await direct_message(
                     conn,

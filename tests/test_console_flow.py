@@ -174,23 +174,13 @@ async def test_a_tip_given_back_returns_to_the_queue_for_anyone_to_claim(db) -> 
     h = ConsoleHarness(db)
     await h.say("@olly #tips !tip Van circling the depot | category: survl")
     await h.say("@ana #review !claim T-1")
-    await h.say("@ana #review !ask T-1 Which depot?")
     assert (await h.say("@ali #review !unclaim T-1")) == [
         "@ali T-1 is claimed by console:ana; only they or a supervisor may act on it."
     ]
-
     out = await h.say("@ana #review !unclaim T-1")
-    assert lines_for(out, "@ana") == [
-        "@ana T-1 is back in the queue for any analyst to claim. Your question to the officer "
-        "stays; the answer shows on the card."
-    ]
+    assert lines_for(out, "@ana") == ["@ana T-1 is back in the queue for any analyst to claim."]
     [card] = lines_for(out, "#review")
-    assert card.startswith("#review (edited) T-1 · NEW")
-    assert "State: NEW" in card
-    # The officer's answer still lands on the card; nobody holds the tip to be told.
-    out = await h.say("@olly @bot !reply T-1 The north depot")
-    assert "The north depot" in lines_for(out, "#review")[0]
-    assert not lines_for(out, "@ana")
+    assert card.startswith("#review (edited) T-1 · NEW") and "[Claim: !claim T-1]" in card
 
     await h.say("@ali #review !claim T-1")
     out = await h.say("@sam #review !unclaim T-1")
@@ -200,6 +190,30 @@ async def test_a_tip_given_back_returns_to_the_queue_for_anyone_to_claim(db) -> 
     assert (await h.say("@sam #review !unclaim T-1")) == [
         "@sam Nobody holds T-1; it is in the queue already."
     ]
+
+
+async def test_a_question_asked_stays_open_when_the_tip_is_given_back(db) -> None:
+    h = ConsoleHarness(db)
+    await h.say("@olly #tips !tip Drone over the rail yard | category: aviation")
+    await h.say("@ana #review !claim T-1")
+    await h.say("@ana #review !ask T-1 What colour was it?")
+    out = await h.say("@ana #review !unclaim T-1")
+    assert lines_for(out, "@ana") == [
+        "@ana T-1 is back in the queue for any analyst to claim. Your question to the officer "
+        "stays open: the answer goes to whoever claims it next, and onto the card."
+    ]
+    [card] = lines_for(out, "#review")
+    assert "State: NEEDS INFO · waiting for the officer's answer" in card
+    assert "[Claim: !claim T-1]" in card
+    # Still waiting for the officer, as the officer's own list and a plain DM say.
+    assert "T-1 · routine · NEEDS INFO" in (await h.say("@olly @bot !status"))[0]
+    assert "!reply T-1 black, no markings" in (await h.say("@olly @bot black, no markings"))[0]
+
+    await h.say("@ali #review !claim T-1")
+    out = await h.say("@olly @bot !reply T-1 Black, no markings")
+    # The answer reaches whoever holds the tip now, and the tip is back in their hands.
+    assert lines_for(out, "@ali") == ["@ali The officer answered on T-1: Black, no markings"]
+    assert "State: CLAIMED · console:ali" in lines_for(out, "#review")[0]
 
 
 async def test_plain_words_in_a_dm_get_the_command_that_sends_them(db) -> None:
