@@ -28,6 +28,7 @@ Decisions (see also DESIGN.md):
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -155,20 +156,41 @@ async def retract_alert(core: Core, to: ReplyTo, alert_id: int, reason: str) -> 
     return Change(alert, copies)
 
 
-_FACT_LABELS = ("Location:", "When:")
+_FACT_LABELS = ("Location", "When")
+# A fact given as a field, the way a tip's are typed: "| location: …", "; when: …" or on a
+# line of its own (one line is all a Slack command or the console has).
+_FACT_FIELD = re.compile(r"(?:^|[|;\n])[ \t]*(location|when)[ \t]*:[ \t]*([^|;\n]*)", re.IGNORECASE)
 
 
 def with_facts_kept(old_body: str, new_text: str) -> str:
-    """The new text, followed by the old body's fact lines it doesn't give itself."""
-    given = {
-        label for label in _FACT_LABELS for line in new_text.splitlines() if line.startswith(label)
+    """The new narrative with its facts as the alert's fact lines, followed by the old
+    body's fact lines for the facts it doesn't give. A fact it mentions in passing
+    ("… Location: east gate") replaces the old line too: partners must never read two
+    different locations."""
+    given: dict[str, str] = {}
+
+    def take(match: re.Match[str]) -> str:
+        given[match[1].capitalize()] = match[2].strip()
+        return "\n"
+
+    narrative = "\n".join(
+        line.strip() for line in _FACT_FIELD.sub(take, new_text).splitlines() if line.strip()
+    )
+    mentioned = {
+        label for label in _FACT_LABELS if re.search(rf"\b{label}\s*:", narrative, re.IGNORECASE)
     }
-    kept = [
-        line
+    old_facts = {
+        line.split(":", 1)[0]: line
         for line in old_body.splitlines()
-        if line.startswith(_FACT_LABELS) and not line.startswith(tuple(given))
-    ]
-    return "\n".join([new_text, *kept])
+        if line.startswith(tuple(f"{label}:" for label in _FACT_LABELS))
+    }
+    facts = []
+    for label in _FACT_LABELS:
+        if given.get(label):
+            facts.append(f"{label}: {given[label]}")
+        elif label in old_facts and label not in given.keys() | mentioned:
+            facts.append(old_facts[label])
+    return "\n".join([narrative, *facts])
 
 
 async def _note_on_tip(

@@ -105,6 +105,22 @@ async def test_an_update_that_gives_a_fact_again_replaces_it(released: ConsoleHa
     assert "5th & Main" not in copy
 
 
+@pytest.mark.parametrize(
+    "typed",
+    [
+        f"{NEW_TEXT} | location: 5th & Elm",  # as a tip's field, on the one line a command has
+        f"{NEW_TEXT}; Location: 5th & Elm",
+        f"{NEW_TEXT}. LOCATION: 5th & Elm",  # in passing: still never two locations
+    ],
+)
+async def test_a_fact_given_on_one_line_replaces_the_old_one(
+    released: ConsoleHarness, typed: str
+) -> None:
+    out = await released.say(f"@sam #review !update A-1 {typed}")
+    copy = edits_by_place(out)["#metro-pd"][0]
+    assert "5th & Elm" in copy and "5th & Main" not in copy
+
+
 async def test_a_second_update_edits_each_copy_once_more(released: ConsoleHarness) -> None:
     await released.say("@sam #review !update A-1 first correction")
     out = await released.say("@sam #review !update A-1 second correction")
