@@ -45,10 +45,10 @@ from bot.digests import refresh_digests_for
 from bot.errors import UserError
 from bot.lifecycle import Actor, Refused
 from bot.messages import Message
-from bot.replies import ReplyTo, reply
-from bot.triage import actor_for
+from bot.replies import ReplyTo, direct_message, reply
+from bot.triage import actor_for, tip_messages_key
 from bot.wording import counted
-from storage import alerts_repo, outbox_repo, tips_repo
+from storage import alerts_repo, digests_repo, outbox_repo, tips_repo
 from storage.audit_repo import append_audit
 
 MAX_TEXT = 4000
@@ -81,7 +81,8 @@ async def update_alert(core: Core, to: ReplyTo, alert_id: int, text: str) -> Cha
         cleared = cleared_targets(core.policy, alert)
         withdrawn = await _withdraw_uncleared(conn, alert, cleared, now=now, tz=tz)
         copy = partner_copy(alert, updated=(now, tz))
-        copies = await _edit_copies(conn, alert, copy, now=now, skip=frozenset(withdrawn))
+        edited = await _edit_copies(conn, alert, copy, now=now, skip=frozenset(withdrawn))
+        copies = edited.all
         digests = await refresh_digests_for(core, conn, alert.id)
         await append_audit(
             conn,
@@ -99,7 +100,7 @@ async def update_alert(core: Core, to: ReplyTo, alert_id: int, text: str) -> Cha
             },
         )
         if copies or withdrawn or alert.state is AlertState.RELEASED:
-            said = _copies_said(copies)
+            said = _copies_said(edited, leaves_as="with the new text")
         else:
             said = "Nothing had been sent yet; it goes out with the new text."
         if digests:
@@ -133,7 +134,9 @@ async def retract_alert(core: Core, to: ReplyTo, alert_id: int, reason: str) -> 
             withdrawn = await alerts_repo.cancel_unsent_copies(conn, alert_key(alert.id))
         await _note_on_tip(core, conn, alert, reason, released=was is AlertState.RELEASED)
         notice = retraction_copy(alert, reason, now, core.policy.center.tz)
-        copies = await _edit_copies(conn, alert, notice, now=now)
+        edited = await _edit_copies(conn, alert, notice, now=now)
+        copies = edited.all
+        held_for_digests = await _waiting_for_digests(conn, alert)
         await refresh_digests_for(core, conn, alert.id)
         await append_audit(
             conn,
@@ -149,7 +152,12 @@ async def retract_alert(core: Core, to: ReplyTo, alert_id: int, reason: str) -> 
             },
         )
         if was is AlertState.RELEASED or copies:
-            said = _copies_said(copies)
+            said = _copies_said(edited, leaves_as="as the notice")
+            if held_for_digests:
+                said += (
+                    f" {counted(len(held_for_digests), 'copy')} waiting for a digest won't go "
+                    f"({', '.join(held_for_digests)})."
+                )
         else:
             said = "Nothing had been sent yet, so it is simply cancelled."
         await reply(conn, to, f"{alert.ref} retracted. {said}", now=now)
@@ -193,6 +201,12 @@ def with_facts_kept(old_body: str, new_text: str) -> str:
     return "\n".join([narrative, *facts])
 
 
+async def _waiting_for_digests(conn: AsyncConnection, alert: Alert) -> list[str]:
+    """Places whose copy was still waiting for the partner's next digest."""
+    items = await digests_repo.items_for_alert(conn, alert.id)
+    return [item.target for item in items if item.digest_key is None]
+
+
 async def _note_on_tip(
     core: Core, conn: AsyncConnection, alert: Alert, reason: str, *, released: bool
 ) -> None:
@@ -207,6 +221,14 @@ async def _note_on_tip(
     )
     await tips_repo.save_tip(conn, tip, now=now)
     await refresh_card(core, conn, tip)
+    # The officer was told the tip became an alert; they hear when it no longer stands.
+    await direct_message(
+        conn,
+        tip.officer,
+        f"Alert {alert.ref}, made from your tip {tip.ref}, was {what}: {reason}",
+        now=now,
+        about=tip_messages_key(tip.id),
+    )
 
 
 async def _load(conn: AsyncConnection, alert_id: int) -> Alert:
@@ -256,6 +278,19 @@ async def _withdraw_uncleared(
     return tuple(withdrawn)
 
 
+@dataclass(frozen=True)
+class Edited:
+    """The copies a change reached: delivered ones edited in place, and ones not sent yet,
+    which leave in the new form."""
+
+    delivered: tuple[str, ...] = ()
+    waiting: tuple[str, ...] = ()
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return self.delivered + self.waiting
+
+
 async def _edit_copies(
     conn: AsyncConnection,
     alert: Alert,
@@ -263,10 +298,11 @@ async def _edit_copies(
     *,
     now: datetime,
     skip: frozenset[str] = frozenset(),
-) -> tuple[str, ...]:
+) -> Edited:
     """Edit every copy of the alert that went out or may still go out (but ``skip``)."""
     key = alert_key(alert.id)
-    edited: list[str] = []
+    delivered: list[str] = []
+    waiting: list[str] = []
     for target in await outbox_repo.message_targets(conn, key):
         if target in skip:
             continue
@@ -281,14 +317,25 @@ async def _edit_copies(
             await outbox_repo.enqueue_edit(
                 conn, target=target, message_key=key, message=message, now=now
             )
-        edited.append(target)
-    return tuple(edited)
+        sent = status[0] in (outbox_repo.SENT, outbox_repo.SENDING)
+        (delivered if sent else waiting).append(target)
+    return Edited(tuple(delivered), tuple(waiting))
 
 
-def _copies_said(copies: tuple[str, ...]) -> str:
-    if not copies:
+def _copies_said(edited: Edited, *, leaves_as: str) -> str:
+    if not edited.all:
         return "No copy had gone out, so there is nothing to edit."
-    return f"{counted(len(copies), 'copy')} edited in place ({', '.join(copies)})."
+    said = []
+    if edited.delivered:
+        n = len(edited.delivered)
+        said.append(f"{counted(n, 'copy')} edited in place ({', '.join(edited.delivered)})")
+    if edited.waiting:
+        n = len(edited.waiting)
+        go = "goes" if n == 1 else "go"
+        said.append(
+            f"{counted(n, 'copy')} not sent yet {go} out {leaves_as} ({', '.join(edited.waiting)})"
+        )
+    return "; ".join(said) + "."
 
 
 def _required(text: str, usage: str) -> str:

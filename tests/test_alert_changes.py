@@ -256,7 +256,10 @@ async def slack_harness(
 async def test_a_copy_still_waiting_leaves_as_the_notice_not_the_alert(db: Database) -> None:
     h, slack = await slack_harness(db, TemporaryFailure("Slack is having a moment"))
     out = await h.say(f"@ana #review !retract A-1 {REASON}")
-    assert lines_for(out, "@ana") == ["@ana A-1 retracted. 1 copy edited in place (slack:C0METRO)."]
+    # Not sent yet: it leaves as the notice, and the answer says so rather than "edited".
+    assert lines_for(out, "@ana") == [
+        "@ana A-1 retracted. 1 copy not sent yet goes out as the notice (slack:C0METRO)."
+    ]
 
     clock = h.bot.core.clock
     assert isinstance(clock, ManualClock)
@@ -328,7 +331,15 @@ async def test_a_copy_waiting_for_a_digest_is_shown_withheld_once_retracted(db: 
     await h.say(TIP)
     await h.say("@ana #review !claim T-1")
     await h.say("@ana #review !approve T-1 tlp:green to:metro-pd,transit confirm")
-    await h.say(f"@ana #review !retract A-1 {REASON}")
+    out = await h.say(f"@ana #review !retract A-1 {REASON}")
+    assert lines_for(out, "@ana") == [
+        "@ana A-1 retracted. 2 copies edited in place (console:#metro-pd, "
+        "console:#metro-pd-internal). 1 copy waiting for a digest won't go (console:#transit)."
+    ]
+    # The officer was told the tip became an alert; they hear that it no longer stands.
+    assert lines_for(out, "@olly") == [
+        "@olly Alert A-1, made from your tip T-1, was retracted: Source recanted"
+    ]
     log = (await h.say("@ana #review !alert A-1"))[0]
     assert "Timing: now" in log
     assert (
