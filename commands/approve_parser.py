@@ -160,21 +160,34 @@ def _option_words(words: list[str]) -> list[int]:
     return found
 
 
+def _option_name(word: str) -> str:
+    """``to:metro-pd`` -> ``to``; ``confirm`` -> ``confirm``."""
+    return word.split(":", 1)[0].lower() if ":" in word else word.lower()
+
+
 def _title_holds_options(command: str, options: str, title: str, suspect: list[int]) -> str:
     words = title.split()
-    moved = [words[i] for i in suspect]
-    kept = [w for i, w in enumerate(words) if i not in suspect]
-    fixed = " ".join([command, *options.split(), *moved])
+    named = ", ".join(f"“{_clip(words[i])}”" for i in suspect)
+    one = len(suspect) == 1
+    quoted = " ".join([command, *options.split(), f'title: "{title}"'])
+    refusal = (
+        f"Nothing was sent: title: goes last and takes the rest of the line, so I won't read "
+        f"{named} out of the title as {'an option' if one else 'options'}."
+    )
+    # An option given before title: already (a caveat may be given twice) can't be what
+    # the word in the title meant: moving it would give it twice.
+    given = {_option_name(w) for w in options.split()} - {"caveat", "caveats"}
+    movable = [i for i in suspect if _option_name(words[i]) not in given]
+    if not movable:
+        return refusal + f" If it belongs to the title, put the title in quotes:\n{quoted}"
+    fixed = " ".join([command, *options.split(), *(words[i] for i in movable)])
+    kept = [w for i, w in enumerate(words) if i not in movable]
     if kept:
         fixed += " " + title_option(" ".join(kept))
-    named = ", ".join(f"“{_clip(w)}”" for w in moved)
-    one = len(moved) == 1
     return (
-        f"Nothing was sent: title: goes last and takes the rest of the line, so I won't read "
-        f"{named} out of the title as {'an option' if one else 'options'}. Put confirm and "
-        f"the other options before title:, e.g.\n{fixed}\nor, if "
+        refusal + f" Put confirm and the other options before title:, e.g.\n{fixed}\nor, if "
         f"{'it belongs' if one else 'they belong'} to the title, put the title in quotes:\n"
-        + " ".join([command, *options.split(), f'title: "{title}"'])
+        + quoted
     )
 
 

@@ -259,6 +259,16 @@ async def test_options_after_the_title_are_refused_with_the_command_that_works(
     out = await harness.say("@ana #review !approve T-1 title: Drone tlp:green at:07:00 now")
     assert "“tlp:green”, “at:07:00”, “now” out of the title as options" in out[0]
     assert "!approve T-1 tlp:green at:07:00 now title: Drone\n" in out[0]
+    # An option given before title: already is never moved there a second time (the
+    # suggestion would give it twice, or confirm twice): only the quoted title is offered.
+    out = await harness.say("@ana #review !approve T-1 to:metro-pd confirm title: Please confirm")
+    assert out == [
+        "@ana Nothing was sent: title: goes last and takes the rest of the line, so I won't "
+        "read “confirm” out of the title as an option. If it belongs to the title, put the "
+        'title in quotes:\n    !approve T-1 to:metro-pd confirm title: "Please confirm"'
+    ]
+    out = await harness.say("@ana #review !approve T-1 to:metro-pd title: Depot to:transit")
+    assert "to:transit" in out[0] and "to:metro-pd to:transit" not in out[0]
     assert await everything(harness.bot.db) == before
 
 
