@@ -26,6 +26,7 @@ def alert_and_text(ctx: Context, args: str, verb: str, rest_name: str | None) ->
             f"“{word[:30]}” is not an alert id; alert ids look like A-3. Usage: {usage}"
         )
     if rest_name and not rest:
+        usage = f"{ctx.spell(verb)} A-{alert_id} <{rest_name}>"  # the alert they named
         raise UserError(f"Please add the {rest_name}. Usage: {usage}")
     return alert_id, rest
 

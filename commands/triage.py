@@ -24,6 +24,8 @@ def tip_and_text(
     if tip_id is None:
         raise UserError(f"“{word[:30]}” is not a tip id; tip ids look like T-12. Usage: {usage}")
     if rest_name and not rest:
+        # The usage names the tip they typed: copied back as T-1, it would act on another.
+        usage = f"{ctx.spell(verb)} T-{tip_id} <{rest_name}>"
         raise UserError(f"Please add the {rest_name}. Usage: {usage}")
     return tip_id, rest
 

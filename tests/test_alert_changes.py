@@ -157,6 +157,7 @@ BAD = [
     ("!retract A-9 wrong", "There is no A-9"),
     ("!update A-1", "Please add the new text. Usage: !update A-1 <new text>"),
     ("!retract A-1", "Please add the reason. Usage: !retract A-1 <reason>"),
+    ("!update A-4", "Please add the new text. Usage: !update A-4 <new text>"),
     ("!update T-1 text", "is not an alert id"),
     ("!retract", "Which alert?"),
 ]

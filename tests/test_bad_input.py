@@ -24,6 +24,8 @@ BAD = [
     ("@ana #review !claim banana", "@ana", "“banana” is not a tip id"),
     ("@ana #review !claim T-99", "@ana", "There is no T-99"),
     ("@ana #review !ask T-1", "@ana", "Please add the question"),
+    # The usage names the tip typed, not an example one that a copy would act on.
+    ("@ana #review !reject T-7", "@ana", "Please add the reason. Usage: !reject T-7 <reason>"),
     ("@ana #review !dup T-1 T-1", "@ana", "can't be a duplicate of itself"),
     ("@ana #review !dup T-1 nope", "@ana", "is not a tip id"),
     ("@ali #review !approve T-1", "@ali", "claimed by console:ana"),
