@@ -247,8 +247,8 @@ def _check_may_change(alert: Alert, actor: Actor, verb: str) -> None:
     if actor.is_supervisor or actor.address == owner:
         return
     raise Refused(
-        f"Only {owner}, who released {alert.ref}, or a supervisor may {verb} it. "
-        f"Ask them, or a supervisor, to {verb} it."
+        f"Only {owner}, who released {alert.ref}, or a supervisor may {verb} it: ask one of "
+        "them to."
     )
 
 

@@ -54,7 +54,7 @@ def partner_copy(alert: Alert, *, updated: tuple[datetime, ZoneInfo] | None = No
     if updated is not None:
         when, tz = updated
         header += " (updated)"
-        footer = f"Updated {local_time(when, tz)}: this text replaces the earlier one. " + footer
+        footer = f"Updated {local_time(when, tz)}: this text replaces the earlier one.\n" + footer
     return Message(
         header=header,
         text=alert.body,
@@ -80,7 +80,8 @@ def retraction_copy(alert: Alert, reason: str, when: datetime, tz: ZoneInfo) -> 
     stays (the notice is about a marked product, and says so), the content goes."""
     return Message(
         header=f"{alert.ref} RETRACTED",
-        text=f"{alert.ref} RETRACTED: {reason.rstrip('.')}. Do not act on it; delete local copies.",
+        # The header names the alert and says RETRACTED; the text need not say it again.
+        text=f"Retracted: {reason.rstrip('.')}. Do not act on it; delete local copies.",
         tlp=alert.tlp,
         caveats=list(alert.caveats),
         footer=f"Retracted {local_time(when, tz)} by the fusion center.",

@@ -209,7 +209,8 @@ def _join_date_and_time(words: list[str]) -> list[str]:
 
 def _once(seen: set[str], what: str, word: str) -> None:
     if what in seen:
-        raise UserError(f"The {what} is given twice (again in “{_clip(word)}”); keep one.")
+        named = {"tlp": "tlp:", "to": "to:", "timing": "The timing"}.get(what, what)
+        raise UserError(f"{named} is given twice (again in “{_clip(word)}”); keep one.")
     seen.add(what)
 
 

@@ -189,7 +189,8 @@ async def test_retract_turns_every_copy_into_a_notice_that_keeps_the_marking(
     for place in RELEASED_TO:
         notice = edits[place][0]
         assert notice.startswith(f"{place} (edited) [TLP:AMBER]")
-        assert "A-1 RETRACTED: Source recanted. Do not act on it; delete local copies." in notice
+        assert "A-1 RETRACTED\n" in notice
+        assert "Retracted: Source recanted. Do not act on it; delete local copies." in notice
         assert OLD_TEXT not in notice and "Substation surveillance" not in notice
         assert "5th & Main" not in notice and "!feedback" not in notice
     assert not lines_for(out, "#transit")
@@ -268,7 +269,7 @@ async def test_a_copy_still_waiting_leaves_as_the_notice_not_the_alert(db: Datab
     await h.bot.drain(10.0)
     # One message, the notice: the edit was folded into the post that had not left yet.
     assert [(r.target, r.op) for r in slack.received] == [("slack:C0METRO", "post")]
-    assert "A-1 RETRACTED: Source recanted" in slack.received[0].text
+    assert "Retracted: Source recanted" in slack.received[0].text
     assert OLD_TEXT not in slack.received[0].text
 
 
@@ -294,7 +295,8 @@ async def test_a_held_copy_is_rewritten_to_the_notice(db: Database) -> None:
     ]
     payload = rows[0][3]
     assert isinstance(payload, dict)
-    assert "A-1 RETRACTED" in payload["text"] and OLD_TEXT not in str(payload)
+    assert payload["header"] == "A-1 RETRACTED" and "Retracted: Source recanted" in payload["text"]
+    assert OLD_TEXT not in str(payload)
 
 
 async def test_retracting_a_scheduled_alert_just_cancels_it(db: Database) -> None:

@@ -453,7 +453,7 @@ async def test_an_alert_that_reaches_nobody_is_not_released(harness: ConsoleHarn
 BAD = [
     ("!approve T-1 tlp:purple", "is not a TLP 2.0 label. Use tlp: with one of clear, green"),
     ("!approve T-1 tlp:", "tlp: needs a value"),
-    ("!approve T-1 tlp:green tlp:red", "The tlp is given twice"),
+    ("!approve T-1 tlp:green tlp:red", "tlp: is given twice"),
     ("!approve T-1 caveat:SECRET", "is not a caveat this center uses. Use one of: LES, CUI"),
     ("!approve T-1 to:nobody", "“nobody” is not a partner. Use to:all or partner ids: metro-pd"),
     ("!approve T-1 to:all,metro-pd", "to:all already names every partner"),
