@@ -11,6 +11,7 @@ as it stands.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
@@ -38,6 +39,7 @@ _TITLE = re.compile(r"(?:^|\s)title:", re.IGNORECASE)
 # Words that would be options before title:. Inside a title they are refused, not guessed.
 _OPTION_WORD = re.compile(r"^(?:tlp|caveats?|to|at):", re.IGNORECASE)
 _OPTION_LAST_WORDS = ("confirm", "now", "digest")
+_VALUED = ("tlp", "caveat", "caveats", "to", "at")
 _OPENING_QUOTES = '"“”'
 _CLOSING_QUOTES = '"”“'
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -51,7 +53,7 @@ def parse_approve(
     """The request and whether it is confirmed. Raises UserError naming the valid values."""
     usage = f"{command} {USAGE}"
     options, title = _split_title(args, command)
-    words = _join_date_and_time(options.split())
+    words = _join_date_and_time(_join_spaced_values(options.split()))
     if not words:
         raise UserError(f"Which tip? Usage: {usage}")
     tip_id = parse_tip_ref(words[0])
@@ -191,6 +193,24 @@ def _title_holds_options(command: str, options: str, title: str, suspect: list[i
     )
 
 
+def _join_spaced_values(words: list[str]) -> list[str]:
+    """``to: metro-pd, transit`` as ``to:metro-pd,transit``: a space after the colon or
+    after a list's comma is how people type it (title: has one too)."""
+    joined: list[str] = []
+    for word in words:
+        previous = joined[-1] if joined else ""
+        name = previous.split(":", 1)[0].lower()
+        if (
+            ":" in previous
+            and name in _VALUED
+            and (previous.endswith(":") or previous.endswith(","))
+        ):
+            joined[-1] = previous + word
+        else:
+            joined.append(word)
+    return joined
+
+
 def _join_date_and_time(words: list[str]) -> list[str]:
     """``at:2026-12-05 07:00`` as one word, ``at:2026-12-05T07:00``: people type a space."""
     joined: list[str] = []
@@ -220,11 +240,23 @@ def _timing(word: str) -> Timing:
 
 def _tlp(value: str) -> TLP:
     try:
-        return TLP.parse(value)
+        # "amber-strict", "amber_strict", "AMBER STRICT": the one label people spell freely.
+        return TLP.parse(re.sub(r"(?i)amber[\s_-]*strict", "AMBER+STRICT", value))
     except ValueError:
         raise UserError(
-            f"“{_clip(value)}” is not a TLP 2.0 label. Use tlp: with one of {TLP_NAMES}."
+            f"“{_clip(value)}” is not a TLP 2.0 label.{_meant(value, TLP_NAMES.split(', '))} "
+            f"Use tlp: with one of {TLP_NAMES}."
         ) from None
+
+
+def _meant(typed: str, choices: list[str]) -> str:
+    """`` Did you mean x?`` when one choice is close to what was typed, else nothing."""
+    lowered = {c.lower(): c for c in choices}
+    typed = typed.lower()
+    close = difflib.get_close_matches(typed, list(lowered), n=1, cutoff=0.6)
+    # A caveat is often typed without its prefix: "fouo" for U//FOUO.
+    close = close or [c for c in lowered if c.split("//")[-1] == typed][:1]
+    return f" Did you mean {lowered[close[0]]}?" if close else ""
 
 
 def _caveats(value: str, policy: Policy) -> list[str]:
@@ -233,7 +265,7 @@ def _caveats(value: str, policy: Policy) -> list[str]:
     for item in filter(None, (v.strip().upper() for v in value.split(","))):
         if item not in known:
             raise UserError(
-                f"“{_clip(item)}” is not a caveat this center uses. "
+                f"“{_clip(item)}” is not a caveat this center uses.{_meant(item, known)} "
                 f"Use one of: {', '.join(known) or '(none defined)'}."
             )
         found.append(item)
@@ -250,7 +282,7 @@ def _audience(value: str, policy: Policy) -> tuple[str, ...] | None:
             raise UserError("to:all already names every partner; leave the other names out.")
         if name not in known:
             raise UserError(
-                f"“{_clip(name)}” is not a partner. Use to:all or partner ids: "
+                f"“{_clip(name)}” is not a partner.{_meant(name, known)} Use to:all or partner ids: "
                 f"{', '.join(known) or '(the policy lists none)'}."
             )
     if not names:

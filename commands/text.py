@@ -38,7 +38,8 @@ def split_invocation(text: str) -> tuple[str, str] | None:
             f"That message is too long ({len(stripped):,} characters). Keep a command under "
             f"{MAX_COMMAND_LENGTH:,} characters; put long material in a report and refer to it."
         )
-    head, _, rest = stripped[1:].partition(" ")
+    # "! tip …": a phone's keyboard puts a space after the "!".
+    head, _, rest = stripped[1:].lstrip(" ").partition(" ")
     verb, newline, more = head.partition("\n")
     if newline:  # "!tip\ncategory: photo": the space was after "category:"
         rest = more + (" " + rest if rest else "")

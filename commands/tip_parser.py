@@ -86,6 +86,8 @@ def parse_tip(text: str, policy: Policy, spelled: str = "!tip") -> TipDraft:
     """``spelled`` is how the officer types the command on their platform (``/tip``).
     Every mistake found is named in one refusal, so the officer corrects the tip once."""
     summary, raw, problems = _split(text)
+    if not summary:
+        summary, raw = _field_then_summary(raw)
     if not summary and not raw and not problems:
         raise UserError(f"Please describe what you saw. Usage: {spelled} {USAGE}")
     values = _values(raw, problems)
@@ -144,6 +146,21 @@ def _split(text: str) -> tuple[str, list[tuple[str, str]], list[str]]:
             continue
         _read_fields(key.strip(), value, raw)
     return " ".join(summary_parts).strip(), raw, problems
+
+
+def _field_then_summary(raw: list[tuple[str, str]]) -> tuple[str, list[tuple[str, str]]]:
+    """``!tip category: photo man taking pictures of the bridge``: one category or urgency
+    first and the report after it on the same line. Read so only when the first word is
+    a category (or urgency) and the rest isn't; anything else stays as it was typed."""
+    if len(raw) != 1:
+        return "", raw
+    key, value = raw[0]
+    first, _, rest = value.partition(" ")
+    name = _key(key)
+    valid = {"category": find_category, "urgency": _urgency}.get(name or "")
+    if valid is None or not rest.strip() or valid(first) is None or valid(value) is not None:
+        return "", raw
+    return rest.strip(), [(key, first)]
 
 
 def _values(raw: list[tuple[str, str]], problems: list[str]) -> dict[str, str]:

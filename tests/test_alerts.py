@@ -272,6 +272,15 @@ async def test_options_after_the_title_are_refused_with_the_command_that_works(
     assert await everything(harness.bot.db) == before
 
 
+async def test_options_are_read_as_people_space_them(harness: ConsoleHarness) -> None:
+    """A space after to:'s colon or after a comma, and amber-strict for AMBER+STRICT."""
+    preview = (
+        await harness.say("@sam #review !approve T-1 tlp:amber-strict to: metro-pd, state-police")
+    )[0]
+    assert preview.startswith("@sam [TLP:AMBER+STRICT]")
+    assert "to:metro-pd,state-police" in preview
+
+
 async def test_a_title_of_ordinary_words_is_taken_as_it_is(harness: ConsoleHarness) -> None:
     title = "Confirmed: man at the gate now and then, titles: none"
     out = await harness.say(f"@ana #review !approve T-1 to:metro-pd confirm title: {title}")
@@ -470,6 +479,10 @@ BAD = [
     ("!approve banana", "is not a tip id"),
     ("!approve", "Which tip?"),
     ("!approve T-9 to:metro-pd confirm", "There is no T-9"),
+    # A typo gets the value meant, not only the list.
+    ("!approve T-1 tlp:ambr", "“ambr” is not a TLP 2.0 label. Did you mean amber?"),
+    ("!approve T-1 caveat:fouo", "“FOUO” is not a caveat this center uses. Did you mean U//FOUO?"),
+    ("!approve T-1 to:state-pd", "“state-pd” is not a partner. Did you mean state-police?"),
 ]
 
 

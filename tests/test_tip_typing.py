@@ -10,7 +10,7 @@ from bot.tips import Urgency
 from commands.context import Command
 from commands.tip_parser import parse_tip
 from storage.db import Database
-from tests.harness import ConsoleHarness
+from tests.harness import ConsoleHarness, lines_for
 from tests.platform_double import PlatformDouble
 from tests.policies import console_policy
 from tests.snapshots import state_of
@@ -202,6 +202,19 @@ async def test_a_long_field_is_named_grammatically(db: Database) -> None:
     h = ConsoleHarness(db)
     answer = await refused(h, "@olly #tips !tip Van | details: " + "x" * 4001)
     assert "The details field is too long (4,001 characters; at most 4,000)" in answer
+
+
+def test_a_category_typed_before_the_report_on_one_line_is_read_so() -> None:
+    draft = parse_tip("category: photo man taking pics of the bridge", POLICY)
+    assert (draft.category, draft.summary) == ("PHOTO", "man taking pics of the bridge")
+    draft = parse_tip("urgency: immediate man with a rifle by the school", POLICY)
+    assert (draft.urgency, draft.summary) == (Urgency.IMMEDIATE, "man with a rifle by the school")
+
+
+async def test_a_space_after_the_bang_is_forgiven(db: Database) -> None:
+    h = ConsoleHarness(db)
+    out = await h.say("@olly #tips ! tip Backpack left at the bus station | category: threat")
+    assert lines_for(out, "@olly")[0].startswith("@olly Received T-1 (THREAT")
 
 
 async def test_a_forms_boxes_are_filed_as_they_stand(db: Database) -> None:
