@@ -36,7 +36,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.addresses import spell
-from bot.alert_messages import partner_copy, retraction_copy, withdrawal_copy
+from bot.alert_messages import partner_copy, retraction_copy, send_time, withdrawal_copy
 from bot.alerts import Alert, AlertState, alert_key, alert_ref, cleared_targets
 from bot.card_render import refresh_card
 from bot.cards import local_time
@@ -215,10 +215,15 @@ async def _note_on_tip(
     if tip is None or tip.purged_at is not None:
         return
     now = core.clock.now()
+    tz = core.policy.center.tz
     what = "retracted" if released else "cancelled before it went out"
-    tip.reason = (
-        f"released as alert {alert.ref}; {what} {local_time(now, core.policy.center.tz)}: {reason}"
-    )
+    if released or alert.send_at is None:
+        tip.reason = f"released as alert {alert.ref}; {what} {local_time(now, tz)}: {reason}"
+    else:
+        tip.reason = (
+            f"approved as alert {alert.ref}, scheduled for {send_time(alert.send_at, tz)}; "
+            f"cancelled {local_time(now, tz)}: {reason}"
+        )
     await tips_repo.save_tip(conn, tip, now=now)
     await refresh_card(core, conn, tip)
     # The officer was told the tip became an alert; they hear when it no longer stands.

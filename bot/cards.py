@@ -96,6 +96,18 @@ def tip_fields(tip: Tip, tz: ZoneInfo) -> list[MessageField]:
     return fields
 
 
+OVERDUE_NOTE = "Overdue: this tip has waited longer than its SLA."
+
+
+def outcome_field(tip: Tip) -> MessageField | None:
+    """How the tip was closed, on its card and in ``!status T-1`` alike: a rejection's
+    reason is the analyst's; what an approval became is an outcome."""
+    if not tip.reason:
+        return None
+    label = "Reason" if tip.state is TipState.REJECTED else "Outcome"
+    return MessageField(label=label, value=tip.reason)
+
+
 def review_card(
     tip: Tip, notes: list[TipNote], similar: list[Similar], tz: ZoneInfo, *, overdue: bool = False
 ) -> Message:
@@ -109,8 +121,8 @@ def review_card(
     for note in notes:
         who = "Q" if note.kind == "ask" else "A"
         fields.append(MessageField(label=f"{who} ({note.actor})", value=note.text))
-    if tip.reason:
-        fields.append(MessageField(label="Reason", value=tip.reason))
+    if (outcome := outcome_field(tip)) is not None:
+        fields.append(outcome)
     if similar:
         fields.append(
             MessageField(
@@ -124,12 +136,14 @@ def review_card(
     # Once reminded about, a still-untriaged tip stays marked on every later refresh.
     overdue = overdue or tip.sla_reminded_at is not None
     if overdue and tip.state is TipState.NEW:
-        footer_parts.append("Overdue: this tip has waited longer than its SLA.")
+        footer_parts.append(OVERDUE_NOTE)
     return Message(
         header=f"{tip.ref} · {STATE_BADGE[tip.state]} · {tip.urgency.value} · {category.code}",
         text=tip.summary,
         fields=fields,
-        footer=" ".join(footer_parts) or None,
+        # Each note on a line of its own: an overdue warning must not trail off the end of
+        # the Part B paragraph.
+        footer="\n".join(footer_parts) or None,
         buttons=card_buttons(tip),
     )
 

@@ -172,7 +172,11 @@ def render_digest(
                 "this channel; do not act on it."
             )
         else:
-            body = " ".join(alert.body.split())
+            # Each line kept (the Location: and When: lines are facts of their own), each
+            # line's spacing tidied, the whole cut to what a digest entry can hold.
+            body = "\n".join(
+                " ".join(line.split()) for line in alert.body.splitlines() if line.strip()
+            )
             body = body if len(body) <= 300 else body[:299] + "…"
             updated = " · UPDATED" if alert.updated_since_release else ""
             entries.append(f"{alert.ref} · {marking} · {alert.title}{updated}\n{body}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from bot.addresses import spell
 from bot.card_render import refresh_card
 from bot.cards import card_key
 from bot.core import Core
@@ -103,12 +104,26 @@ async def validate_record(core: Core, to: ReplyTo, tip_id: int, reason: str) -> 
     async with core.transaction() as conn:
         before = await tips_repo.get_tip(conn, tip_id, for_update=True)
         if before is None:
-            raise UserError(f"There is no T-{tip_id}. Check the number in !review-due.")
+            raise UserError(
+                f"There is no T-{tip_id}. Check the number in {spell(to.actor, 'review-due')}."
+            )
         if before.state is TipState.REJECTED and before.purged_at is None:
             # Rejected means no criminal nexus was found: such a record is purged, not kept.
             raise UserError(
                 f"{before.ref} was rejected, so it is purged after "
                 f"{core.policy.retention.rejected_days} days instead of being kept."
+            )
+        if before.purged_at is not None:
+            raise UserError(
+                f"{before.ref} was purged under the retention policy; there is nothing to validate."
+            )
+        due_on = review_due_on(before, years)
+        if due_on > now:
+            # Early, it would only move the next review: most likely the wrong number.
+            raise UserError(
+                f"{before.ref} isn't due for review until "
+                f"{due_on.astimezone(core.policy.center.tz):%Y-%m-%d}; nothing was changed. "
+                f"{spell(to.actor, 'review-due')} lists the records that are due."
             )
         tip = await tips_repo.mark_reviewed(conn, tip_id, now=now)
         if tip is None:

@@ -36,7 +36,9 @@ async def review_due(ctx: Context, args: str) -> None:
     ]
     if len(due) > _SHOWN:
         lines.append(f"…and {len(due) - _SHOWN} more.")
-    lines.append(f"Keep a record for another {years} years: {ctx.spell('validate')} T-1 <reason>")
+    lines.append(
+        f"Keep a record for another {years} years: {ctx.spell('validate')} {due[0].ref} <reason>"
+    )
     await ctx.answer(Message(header=f"Records due for review ({len(due)})", text="\n".join(lines)))
 
 

@@ -6,10 +6,10 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.cards import status_line, tip_fields
+from bot.cards import OVERDUE_NOTE, outcome_field, status_line, tip_fields
 from bot.errors import UserError
 from bot.messages import Message, MessageField
-from bot.tips import parse_tip_ref
+from bot.tips import TipState, parse_tip_ref
 from bot.triage import load_tip
 from commands.context import Context
 from commands.registry import Role, command
@@ -61,10 +61,17 @@ async def status(ctx: Context, args: str) -> None:
                 MessageField(label="Question" if n.kind == "ask" else "Answer", value=n.text)
                 for n in notes
             ]
-            if tip.reason and tip.purged_at is None:
-                fields.append(MessageField(label="Outcome", value=tip.reason))
+            if tip.purged_at is None and (outcome := outcome_field(tip)) is not None:
+                fields.append(outcome)
             summary = tip.summary if tip.purged_at is None else "(content purged)"
-            message = Message(header=tip.ref, text=summary, fields=fields)
+            # Still untriaged after its SLA's reminder: said here as on its card.
+            overdue = tip.state is TipState.NEW and tip.sla_reminded_at is not None
+            message = Message(
+                header=tip.ref,
+                text=summary,
+                fields=fields,
+                footer=OVERDUE_NOTE if overdue else None,
+            )
         elif core.policy.is_analyst(ctx.actor):
             queue = await tips_repo.tips_in_queue(conn, limit=QUEUE_SHOWN)
             lines = [status_line(t, tz) for t in queue] or ["The queue is empty."]

@@ -184,7 +184,7 @@ async def test_retract_turns_every_copy_into_a_notice_that_keeps_the_marking(
 
     edits = edits_by_place(out)
     [card] = edits.pop("#review")  # the tip's outcome says what became of its alert
-    assert "Reason: released as alert A-1; retracted 2026-11-25 10:00 EST: Source recanted" in card
+    assert "Outcome: released as alert A-1; retracted 2026-11-25 10:00 EST: Source recanted" in card
     assert {place: len(lines) for place, lines in edits.items()} == dict.fromkeys(RELEASED_TO, 1)
     for place in RELEASED_TO:
         notice = edits[place][0]
@@ -312,9 +312,15 @@ async def test_retracting_a_scheduled_alert_just_cancels_it(db: Database) -> Non
         "@ana A-1 retracted. Nothing had been sent yet, so it is simply cancelled."
     ]
     [card] = edits_by_place(out)["#review"]
-    assert "released as alert A-1; cancelled before it went out 2026-11-25 10:00 EST" in card
+    # It never went out: the card says when it was to go and when it was cancelled.
+    assert (
+        "Outcome: approved as alert A-1, scheduled for 2026-11-25 12:00 EST; cancelled "
+        "2026-11-25 10:00 EST: Source recanted" in card
+    )
     status = await h.say("@ana #review !status T-1")
-    assert "cancelled before it went out" in status[0]
+    assert (
+        "Outcome: approved as alert A-1, scheduled for 2026-11-25 12:00 EST; cancelled" in status[0]
+    )
     log = (await h.say("@ana #review !alert A-1"))[0]
     assert "Copies: console:#metro-pd (metro-pd) — cancelled: retracted before its time" in log
 
@@ -382,7 +388,8 @@ async def test_an_update_edits_a_digest_that_listed_the_alert_and_says_so(db: Da
     out = await h.say(f"@ana #review !update A-1 {NEW_TEXT}")
     [digest] = edits_by_place(out)["#transit"]
     assert "A-1 · TLP:GREEN · Man photographing the substation fence · UPDATED" in digest
-    assert NEW_TEXT in digest
+    # The fact line stays a line of its own, as on a copy of its own.
+    assert f"{NEW_TEXT}\n    Location: 5th & Main" in digest
     assert lines_for(out, "@ana") == [
         "@ana A-1 updated. No copy had gone out, so there is nothing to edit. "
         "1 digest listing it edited (console:#transit)."

@@ -155,6 +155,9 @@ async def test_records_come_up_for_review_and_validation_starts_a_new_period(db)
     clock.set(years_before(START, -5) - timedelta(minutes=1))
     assert await due_for_review(h.bot.core) == []
     assert "No record is due" in await h.say_text("@sam #review !review-due")
+    # Not due yet: most likely a wrong number, so nothing changes.
+    answer = await h.say_text("@sam #review !validate T-2 Still needed")
+    assert "T-2 isn't due for review until 2031-03-03; nothing was changed." in answer
 
     clock.set(years_before(START, -5) + timedelta(days=1))
     assert [t.ref for t in await due_for_review(h.bot.core)] == ["T-1", "T-2", "T-3"]
@@ -162,7 +165,7 @@ async def test_records_come_up_for_review_and_validation_starts_a_new_period(db)
     listing = await h.say_text("@sam #review !review-due")
     assert "Records due for review (2)" in listing
     assert "T-1 · new · PHOTO" in listing and "T-2 · new · SURVL" in listing
-    assert "T-3" not in listing and "!validate T-1 <reason>" in listing
+    assert "T-3" not in listing and "!validate T-1 <reason>" in listing  # the first listed
 
     answer = await h.say_text("@sam #review !validate T-1 Open investigation 26-114 relies on it")
     assert "T-1 validated; its next review is due 2036-03-03" in answer

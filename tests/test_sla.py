@@ -120,6 +120,11 @@ async def test_later_refreshes_keep_the_overdue_marker_until_someone_claims_it(d
     out = await h.say("@olly @bot !reply T-1 The van has no plates")
     card = next(line for line in out if line.startswith("#review (edited)"))
     assert "A (console:olly): The van has no plates" in card and "Overdue" in card
+    # On a line of its own, not trailing off the end of another note.
+    assert "\n    Overdue: this tip has waited longer than its SLA." in card
+    # !status T-1 shows the tip as its card does, overdue included.
+    status = await h.say_text("@ana #review !status T-1")
+    assert "Overdue: this tip has waited longer than its SLA." in status
 
     out = await h.say("@ana #review !claim T-1")
     card = next(line for line in out if line.startswith("#review (edited)"))

@@ -31,6 +31,7 @@ def render_lines(message: Message) -> list[str]:
 def format_output(prefix: str, message: Message, *, edited: bool = False) -> str:
     """First line after the prefix; every further line indented, so no text a person
     wrote can ever start a line that looks like the bot's own output."""
-    first, *rest = render_lines(message)
+    # Split again: a header or footer may hold line breaks of its own.
+    first, *rest = [part for line in render_lines(message) for part in line.split("\n")]
     marker = " (edited)" if edited else ""
     return "\n".join([f"{prefix}{marker} {first}".rstrip(), *(f"    {line}" for line in rest)])
