@@ -273,6 +273,7 @@ async def run_console(
         stdout.flush()
 
     interactive = stdin.isatty()
+    log_file = _log_to_file(settings.data_dir) if interactive else None
     bot = build(settings, senders={"console": ConsoleSender(write)})
     # A script reads in order and must not be overtaken by timed jobs; a person at the
     # terminal gets digests, scheduled alerts and reminders as they fall due.
@@ -284,14 +285,27 @@ async def run_console(
             stdin=stdin,
             stderr=stderr,
             interactive=interactive,
-            welcome=_welcome(bot.core.policy) if interactive else "",
+            welcome=_welcome(bot.core.policy, log_file) if interactive else "",
         )
         return await adapter.run()
     finally:
         await bot.stop()
 
 
-def _welcome(policy) -> str:
+def _log_to_file(data_dir: Path) -> Path:
+    """A person at the console reads the bot's messages on this terminal: its log (the
+    scheduler's runs, in UTC) goes to a file instead of between them and the prompt."""
+    path = data_dir / "fusionbot.log"
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    return path
+
+
+def _welcome(policy, log_file: Path | None = None) -> str:
     from bot.addresses import split_address
 
     def names(addresses: list[str]) -> str:
@@ -309,7 +323,8 @@ def _welcome(policy) -> str:
             "Speak as someone in a channel: @olly #tips !tip Man photographing the substation "
             "| category: photo | location: 5th & Main",
             "Then: @ana #review !claim T-1    Later lines without @… keep the same speaker.",
-            "!help shows what each person may do. Ctrl-D quits.",
+            "!help shows what each person may do. Ctrl-D quits."
+            + (f" The bot's log: {log_file}" if log_file else ""),
         ]
     )
 
