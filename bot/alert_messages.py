@@ -10,9 +10,10 @@ from zoneinfo import ZoneInfo
 from bot.alerts import Alert, AlertState, Timing, goes_to_digest
 from bot.cards import local_time
 from bot.categories import CATEGORIES
+from bot.digests import next_fire
 from bot.dissemination import Plan, PlannedDelivery
 from bot.messages import Button, Message, MessageField
-from bot.policy import Policy
+from bot.policy import Partner, Policy
 from bot.tips import Tip, TipNote
 from bot.tlp import TLP
 from bot.wording import counted
@@ -116,11 +117,14 @@ def preview_message(
     timing: Timing,
     send_at: datetime | None,
     footer: str,
+    now: datetime,
     note: str | None = None,
 ) -> Message:
     fields = [MessageField(label="Note", value=note)] if note else []
     fields += _facts(tip.category, tip.region)
-    fields += _plan_fields(policy, plan, reached_label="Will reach", timing=timing)
+    # A copy for a digest waits for the partner's next one after the alert's release.
+    released = send_at if timing == "at" and send_at is not None else now
+    fields += _plan_fields(policy, plan, reached_label="Will reach", timing=timing, at=released)
     fields.append(
         MessageField(label="Timing", value=timing_text(timing, send_at, policy.center.tz))
     )
@@ -187,7 +191,14 @@ def alert_log_message(
             else "named: " + ", ".join(alert.audience),
         )
     )
-    fields.append(MessageField(label="Timing", value=timing_text(alert.timing, alert.send_at, tz)))
+    timing = timing_text(alert.timing, alert.send_at, tz)
+    if alert.timing == "at" and alert.send_at is not None and alert.released_at is not None:
+        # Its time has come: said in the past tense.
+        timing = (
+            f"at {send_time(alert.send_at, tz)}; planned again and released "
+            f"{local_time(alert.released_at, tz)}"
+        )
+    fields.append(MessageField(label="Timing", value=timing))
     if alert.released_at is not None:
         fields.append(
             MessageField(
@@ -201,7 +212,8 @@ def alert_log_message(
     posted = {row.target for row in posts}
     in_digest = {item.target: item for item in digest_items}
     lines += [
-        f"{d.target} ({d.partner_id}) — {_unposted_state(alert, in_digest.get(d.target), tz)}"
+        f"{d.target} ({d.partner_id}) — "
+        f"{_unposted_state(policy, alert, d.partner_id, in_digest.get(d.target), tz)}"
         for d in plan.deliveries
         if d.target not in posted
     ]
@@ -236,11 +248,18 @@ def _facts(category: str, region: str | None) -> list[MessageField]:
 
 
 def _plan_fields(
-    policy: Policy, plan: Plan, *, reached_label: str | None, timing: Timing = "now"
+    policy: Policy,
+    plan: Plan,
+    *,
+    reached_label: str | None,
+    timing: Timing = "now",
+    at: datetime | None = None,
 ) -> list[MessageField]:
     fields: list[MessageField] = []
     if reached_label is not None:
-        reach = [_planned_line(policy, d, goes_to_digest(d, timing)) for d in plan.deliveries]
+        reach = [
+            _planned_line(policy, d, goes_to_digest(d, timing), at=at) for d in plan.deliveries
+        ]
         fields.append(MessageField(label=reached_label, value="\n".join(reach) or "no partner"))
     if plan.shared:
         fields.append(
@@ -269,7 +288,9 @@ def _plan_fields(
     return fields
 
 
-def _planned_line(policy: Policy, delivery: PlannedDelivery, in_digest: bool) -> str:
+def _planned_line(
+    policy: Policy, delivery: PlannedDelivery, in_digest: bool, *, at: datetime | None
+) -> str:
     partner = policy.partner(delivery.partner_id)
     name = f"{partner.name} ({partner.id})" if partner else delivery.partner_id
     how = "direct message" if delivery.kind == "dm" else "channel"
@@ -277,18 +298,32 @@ def _planned_line(policy: Policy, delivery: PlannedDelivery, in_digest: bool) ->
         how = "internal channel"
     line = f"{delivery.target} — {name}, {how}"
     if in_digest:
-        line += f" ({DIGEST_NOTE})"
+        line += f" ({_digest_note(policy, partner, at)})"
     return line
 
 
-def _unposted_state(alert: Alert, item: DigestItem | None, tz: ZoneInfo) -> str:
+def _digest_note(policy: Policy, partner: Partner | None, after: datetime | None) -> str:
+    """``in its next digest, 2026-12-05 07:00 EST``: an analyst approving at night must
+    see that a digest copy waits for the morning."""
+    if partner is None or after is None:
+        return DIGEST_NOTE
+    fire = next_fire(partner.digest, policy.center.tz, after=after)
+    return DIGEST_NOTE if fire is None else f"{DIGEST_NOTE}, {local_time(fire, policy.center.tz)}"
+
+
+def _unposted_state(
+    policy: Policy, alert: Alert, partner_id: str, item: DigestItem | None, tz: ZoneInfo
+) -> str:
     """Where a copy stands that has no message of its own: digest or schedule."""
     retracted = alert.state is AlertState.RETRACTED
     if item is not None:
         if item.digest_key is None:
             if retracted:
                 return "withheld: retracted before the partner's digest, so it never goes"
-            return "waiting for the partner's next digest"
+            partner = policy.partner(partner_id)
+            fire = partner and next_fire(partner.digest, tz, after=item.queued_at)
+            due = f", due {local_time(fire, tz)}" if fire else ""
+            return f"waiting for the partner's next digest{due}"
         if item.digest_key.startswith("digest:"):
             period = datetime.fromisoformat(item.digest_key.split(":", 2)[2])
             return f"in the digest of {local_time(period, tz)}"

@@ -128,6 +128,7 @@ async def preview(core: Core, to: ReplyTo, request: AlertRequest, confirm_comman
         timing=request.timing,
         send_at=request.send_at,
         footer=footer,
+        now=core.clock.now(),
         note=note,
     )
     if _may_send(proposal, actor):

@@ -51,6 +51,13 @@ def latest_fire(cron: str, tz: ZoneInfo, *, since: datetime, now: datetime) -> d
     return fire
 
 
+def next_fire(cron: str, tz: ZoneInfo, *, after: datetime) -> datetime | None:
+    """When the digest schedule next fires after ``after``: when a copy waiting for the
+    partner's next digest goes."""
+    fire = CronTrigger.from_crontab(cron, timezone=tz).get_next_fire_time(None, after)
+    return None if fire is None else fire.astimezone(UTC)
+
+
 def digest_key(partner_id: str, period: datetime) -> str:
     return f"digest:{partner_id}:{period.isoformat()}"
 

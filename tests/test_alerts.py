@@ -146,8 +146,8 @@ async def test_preview_shows_who_will_see_it_and_changes_nothing(
         preview
     )
     assert (
-        "console:#transit — Regional Transit Authority (transit), channel (in its next digest)"
-        in (preview)
+        "console:#transit — Regional Transit Authority (transit), channel (in its next "
+        "digest, 2026-11-26 07:00 EST)" in preview
     )
     assert "state-police — not named in to:" in preview
     assert "To send it: !approve T-1 tlp:green to:metro-pd,transit now confirm" in preview
@@ -191,7 +191,10 @@ async def test_preview_shows_a_scheduled_time_and_which_copies_wait_for_a_digest
             "Timing: at 2026-11-26 07:00 EST; the audience is planned again at that time" in preview
         )
         assert "console:#metro-pd — Metro Police Department (metro-pd), channel\n" in preview
-        assert "Regional Transit Authority (transit), channel (in its next digest)" in preview
+        assert (
+            "Regional Transit Authority (transit), channel (in its next digest, "
+            "2026-11-26 07:00 EST)" in preview
+        )
         assert (
             "To send it: !approve T-1 tlp:green to:metro-pd,transit "
             "at:2026-11-26T07:00:00-05:00 confirm"
@@ -204,10 +207,10 @@ async def test_preview_of_a_digest_release_marks_every_channel_copy(
     preview = (await harness.say("@ana #review !approve T-1 tlp:green to:metro-pd digest"))[0]
     assert "Timing: in each partner's next digest" in preview
     assert (
-        "console:#metro-pd — Metro Police Department (metro-pd), channel (in its next digest)"
-        in (preview)
+        "console:#metro-pd — Metro Police Department (metro-pd), channel (in its next "
+        "digest, 2026-11-26 07:00 EST)" in preview
     )
-    assert "internal channel (in its next digest)" in preview
+    assert "internal channel (in its next digest, 2026-11-26 07:00 EST)" in preview
     # TLP:RED direct messages never wait in a digest, and the preview doesn't say they do.
     preview = (await harness.say("@sam #review !approve T-1 tlp:red to:state-police digest"))[0]
     assert "console:trooper — State Police Intelligence Unit (state-police), direct message\n" in (

@@ -42,7 +42,10 @@ async def test_digest_partner_gets_one_digest_at_its_time_and_nothing_twice(db) 
     )
     assert lines_for(out, "#metro-pd") and not lines_for(out, "#transit")
     log = (await h.say("@ana #review !alert A-1"))[0]
-    assert "console:#transit (transit) — waiting for the partner's next digest" in log
+    assert (
+        "console:#transit (transit) — waiting for the partner's next digest, due 2026-11-26 07:00 EST"
+        in log
+    )
 
     clock.set(NEXT_DIGEST - timedelta(minutes=1))
     assert await tick(h) == []
@@ -129,6 +132,10 @@ async def test_scheduled_alert_survives_a_restart_across_its_time(db, database_u
         assert (await conn.execute(select(alerts.c.state))).scalar_one() == "released"
         actions = [e.action for e in await load_audit(conn, subject="A-1")]
     assert actions == ["alert.created", "alert.scheduled", "alert.released"]
+    log = (await restarted.say("@ana #review !alert A-1"))[0]
+    assert (
+        "Timing: at 2026-11-25 16:00 EST; planned again and released 2026-11-25 18:00 EST" in log
+    )
     await restarted.bot.db.dispose()
 
 
