@@ -133,9 +133,7 @@ async def test_scheduled_alert_survives_a_restart_across_its_time(db, database_u
         actions = [e.action for e in await load_audit(conn, subject="A-1")]
     assert actions == ["alert.created", "alert.scheduled", "alert.released"]
     log = (await restarted.say("@ana #review !alert A-1"))[0]
-    assert (
-        "Timing: at 2026-11-25 16:00 EST; planned again and released 2026-11-25 18:00 EST" in log
-    )
+    assert "Timing: at 2026-11-25 16:00 EST; planned again and released 2026-11-25 18:00 EST" in log
     await restarted.bot.db.dispose()
 
 
