@@ -208,7 +208,7 @@ def alert_log_message(
         )
     plan = alert.plan or Plan((), ())
     planned = {d.target: d for d in plan.deliveries}
-    lines = [_delivery_line(planned.get(row.target), row, tz) for row in posts]
+    lines = [_delivery_line(planned.get(row.target), row, tz, alert) for row in posts]
     posted = {row.target for row in posts}
     in_digest = {item.target: item for item in digest_items}
     lines += [
@@ -335,10 +335,17 @@ def _unposted_state(
     return "not sent"
 
 
-def _delivery_line(delivery: PlannedDelivery | None, row: OutboxRow, tz: ZoneInfo) -> str:
+def _delivery_line(
+    delivery: PlannedDelivery | None, row: OutboxRow, tz: ZoneInfo, alert: Alert
+) -> str:
     who = f" ({delivery.partner_id})" if delivery else ""
     if row.state == SENT and row.sent_at is not None:
         state = f"sent {local_time(row.sent_at, tz)}"
+        # What the partner reads there now.
+        if alert.state is AlertState.RETRACTED:
+            state += ", now the retraction notice"
+        elif alert.updated_since_release and alert.updated_at is not None:
+            state += f", updated {local_time(alert.updated_at, tz)}"
     elif row.state == FAILED:
         state = f"failed: {row.last_error or 'unknown error'}"
     elif row.state == HELD:

@@ -94,6 +94,11 @@ async def test_update_edits_every_delivered_copy_in_place(released: ConsoleHarne
 
     log = (await released.say("@sam #review !alert A-1"))[0]
     assert NEW_TEXT in log and "RELEASED" in log
+    # Each copy says what the partner reads there now.
+    assert (
+        "console:#metro-pd (metro-pd) — sent 2026-11-25 10:00 EST, updated 2026-11-25 10:30 EST"
+        in log
+    )
 
 
 async def test_an_update_that_gives_a_fact_again_replaces_it(released: ConsoleHarness) -> None:
@@ -206,6 +211,9 @@ async def test_retract_turns_every_copy_into_a_notice_that_keeps_the_marking(
 
     log = (await released.say("@sam #review !alert A-1"))[0]
     assert "RETRACTED" in log and f"Retracted: 2026-11-25 10:00 EST by console:sam: {REASON}" in log
+    assert (
+        "console:#metro-pd (metro-pd) — sent 2026-11-25 10:00 EST, now the retraction notice" in log
+    )
 
 
 async def test_retract_is_refused_twice_and_update_after_it(released: ConsoleHarness) -> None:
