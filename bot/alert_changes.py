@@ -31,13 +31,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.addresses import spell
 from bot.alert_messages import partner_copy, retraction_copy, send_time, withdrawal_copy
-from bot.alerts import Alert, AlertState, alert_key, alert_ref, cleared_targets
+from bot.alerts import (
+    Alert,
+    AlertState,
+    ClearedNow,
+    alert_key,
+    alert_ref,
+    cleared_now,
+    delivered_for,
+)
 from bot.card_render import refresh_card
 from bot.cards import local_time
 from bot.core import Core
@@ -46,6 +53,7 @@ from bot.errors import UserError
 from bot.lifecycle import Actor, Refused
 from bot.messages import Message
 from bot.replies import ReplyTo, direct_message, reply
+from bot.tlp import TLP
 from bot.triage import actor_for, tip_messages_key
 from bot.wording import counted
 from storage import alerts_repo, digests_repo, outbox_repo, tips_repo
@@ -78,10 +86,12 @@ async def update_alert(core: Core, to: ReplyTo, alert_id: int, text: str) -> Cha
         body = with_facts_kept(alert.body, body)
         await alerts_repo.save_body(conn, alert, body, now=now)
         tz = core.policy.center.tz
-        cleared = cleared_targets(core.policy, alert)
-        withdrawn = await _withdraw_uncleared(conn, alert, cleared, now=now, tz=tz)
+        cleared = cleared_now(core.policy, alert)
+        withdrawn = await _withdraw_uncleared(
+            conn, alert, cleared, withdrawal_copy(alert, now, tz), now=now
+        )
         copy = partner_copy(alert, updated=(now, tz))
-        edited = await _edit_copies(conn, alert, copy, now=now, skip=frozenset(withdrawn))
+        edited = await _edit_copies(conn, alert, copy, now=now, skip=frozenset(withdrawn.all))
         copies = edited.all
         digests = await refresh_digests_for(core, conn, alert.id)
         await append_audit(
@@ -95,23 +105,24 @@ async def update_alert(core: Core, to: ReplyTo, alert_id: int, text: str) -> Cha
                 "to_version": alert.version,
                 "body": body,
                 "copies": list(copies),
-                "digests": digests,
-                "withdrawn": list(withdrawn),
+                "digests": list(digests.edited),
+                "withdrawn": [*withdrawn.all, *digests.withdrawn],
             },
         )
-        if copies or withdrawn or alert.state is AlertState.RELEASED:
+        elsewhere = withdrawn.all or digests.edited or digests.withdrawn
+        if copies or (alert.state is AlertState.RELEASED and not elsewhere):
             said = _copies_said(edited, leaves_as="with the new text")
+        elif elsewhere:
+            said = ""  # what did happen is said below
         else:
             said = "Nothing had been sent yet; it goes out with the new text."
-        if digests:
-            said += f" {counted(len(digests), 'digest')} listing it edited ({', '.join(digests)})."
-        if withdrawn:
+        if digests.edited:
             said += (
-                f" Withdrawn, since the policy no longer clears them for {alert.ref}: "
-                f"{', '.join(withdrawn)} (a copy that had arrived now says so; one still "
-                "waiting won't go)."
+                f" {counted(len(digests.edited), 'digest')} listing it edited "
+                f"({', '.join(digests.edited)})."
             )
-        await reply(conn, to, f"{alert.ref} updated. {said}", now=now)
+        said += _withdrawals_said(alert, withdrawn, digests.withdrawn)
+        await reply(conn, to, f"{alert.ref} updated. {said.strip()}", now=now)
     return Change(alert, copies)
 
 
@@ -133,11 +144,21 @@ async def retract_alert(core: Core, to: ReplyTo, alert_id: int, reason: str) -> 
         if was is not AlertState.RELEASED:
             withdrawn = await alerts_repo.cancel_unsent_copies(conn, alert_key(alert.id))
         await _note_on_tip(core, conn, alert, reason, released=was is AlertState.RELEASED)
-        notice = retraction_copy(alert, reason, now, core.policy.center.tz)
-        edited = await _edit_copies(conn, alert, notice, now=now)
-        copies = edited.all
+        tz = core.policy.center.tz
+        # Places a reload no longer clears get the notice without the reason (free text
+        # under the alert's marking), and a copy not sent there yet never goes.
+        uncleared = await _withdraw_uncleared(
+            conn,
+            alert,
+            cleared_now(core.policy, alert),
+            retraction_copy(alert, None, now, tz),
+            now=now,
+        )
+        notice = retraction_copy(alert, reason, now, tz)
+        edited = await _edit_copies(conn, alert, notice, now=now, skip=frozenset(uncleared.all))
+        copies = (*edited.all, *uncleared.delivered)
         held_for_digests = await _waiting_for_digests(conn, alert)
-        await refresh_digests_for(core, conn, alert.id)
+        digests = await refresh_digests_for(core, conn, alert.id)
         await append_audit(
             conn,
             at=now,
@@ -148,11 +169,25 @@ async def retract_alert(core: Core, to: ReplyTo, alert_id: int, reason: str) -> 
                 "reason": reason,
                 "was": was.value,
                 "copies": list(copies),
-                "withdrawn_unsent": withdrawn,
+                "digests": [*digests.edited, *digests.withdrawn],
+                "withdrawn_unsent": withdrawn + len(uncleared.waiting),
             },
         )
         if was is AlertState.RELEASED or copies:
-            said = _copies_said(edited, leaves_as="as the notice")
+            said = _copies_said(
+                Edited((*edited.delivered, *uncleared.delivered), edited.waiting),
+                leaves_as="as the notice",
+            )
+            if uncleared.waiting:
+                said += (
+                    f" {counted(len(uncleared.waiting), 'copy')} not sent yet to a place the "
+                    f"policy no longer clears won't go ({', '.join(uncleared.waiting)})."
+                )
+            reached = [*digests.edited, *digests.withdrawn]
+            if reached:
+                said += (
+                    f" {counted(len(reached), 'digest')} listing it edited ({', '.join(reached)})."
+                )
             if held_for_digests:
                 said += (
                     f" {counted(len(held_for_digests), 'copy')} waiting for a digest won't go "
@@ -217,6 +252,10 @@ async def _note_on_tip(
     now = core.clock.now()
     tz = core.policy.center.tz
     what = "retracted" if released else "cancelled before it went out"
+    if alert.tlp in (TLP.RED, TLP.AMBER_STRICT):
+        # The officer is not a recipient: the reason may say what the marking keeps among
+        # them (as with partners' feedback, bot.feedback). It stays in the alert's record.
+        reason = f"the reason stays with the center ({alert.tlp.label})"
     if released or alert.send_at is None:
         tip.reason = f"released as alert {alert.ref}; {what} {local_time(now, tz)}: {reason}"
     else:
@@ -258,29 +297,43 @@ def _check_may_change(alert: Alert, actor: Actor, verb: str) -> None:
 
 
 async def _withdraw_uncleared(
-    conn: AsyncConnection, alert: Alert, cleared: frozenset[str], *, now: datetime, tz: ZoneInfo
-) -> tuple[str, ...]:
-    """Copies in places the policy no longer clears for the alert: one not sent yet is
-    cancelled (nobody there saw it), one delivered becomes the withdrawal notice."""
+    conn: AsyncConnection, alert: Alert, cleared: ClearedNow, notice: Message, *, now: datetime
+) -> Edited:
+    """Copies in places the policy no longer clears for the alert (or that no longer reach
+    the partner they were delivered for): one delivered becomes ``notice``, one not sent
+    yet is cancelled (nobody there saw it)."""
     key = alert_key(alert.id)
-    withdrawn: list[str] = []
+    delivered: list[str] = []
+    cancelled: list[str] = []
     for target in await outbox_repo.message_targets(conn, key):
-        if target in cleared:
+        if cleared.allows(target, delivered_for(alert, target)):
             continue
         status = await outbox_repo.post_status(conn, key, target)
         if status is None or status[0] in (outbox_repo.FAILED, outbox_repo.SUPERSEDED):
             continue
         if status[0] in (outbox_repo.PENDING, outbox_repo.HELD):
             await alerts_repo.cancel_unsent_copies(
-                conn, key, target=target, why="withdrawn: the policy no longer clears it here"
+                conn, key, target=target, why="the policy no longer clears it here"
             )
+            cancelled.append(target)
         else:
-            notice = withdrawal_copy(alert, now, tz)
             await outbox_repo.enqueue_edit(
                 conn, target=target, message_key=key, message=notice, now=now
             )
-        withdrawn.append(target)
-    return tuple(withdrawn)
+            delivered.append(target)
+    return Edited(tuple(delivered), tuple(cancelled))
+
+
+def _withdrawals_said(alert: Alert, copies: Edited, digests: tuple[str, ...]) -> str:
+    if not (copies.all or digests):
+        return ""
+    said = f" Withdrawn, since the policy no longer clears them for {alert.ref}:"
+    if copies.delivered or digests:
+        said += f" {', '.join((*copies.delivered, *digests))} (they now say so)"
+    if copies.waiting:
+        said += ";" if copies.delivered or digests else ""
+        said += f" {', '.join(copies.waiting)} (not sent yet: won't go)"
+    return said + "."
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ preview, and the dissemination log shown by !alert."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -76,13 +76,15 @@ def feedback_hint(ref: str) -> str:
     return f"Feedback: !feedback {ref} useful|not-useful [comment]"
 
 
-def retraction_copy(alert: Alert, reason: str, when: datetime, tz: ZoneInfo) -> Message:
+def retraction_copy(alert: Alert, reason: str | None, when: datetime, tz: ZoneInfo) -> Message:
     """What a delivered copy becomes when the alert is retracted: the handling marking
-    stays (the notice is about a marked product, and says so), the content goes."""
+    stays (the notice is about a marked product, and says so), the content goes. Without
+    ``reason`` for a place the policy no longer clears: it learns of nothing new."""
+    why = f"Retracted: {reason.rstrip('.')}." if reason else "Retracted."
     return Message(
         header=f"{alert.ref} RETRACTED",
         # The header names the alert and says RETRACTED; the text need not say it again.
-        text=f"Retracted: {reason.rstrip('.')}. Do not act on it; delete local copies.",
+        text=f"{why} Do not act on it; delete local copies.",
         tlp=alert.tlp,
         caveats=list(alert.caveats),
         footer=f"Retracted {local_time(when, tz)} by the fusion center.",
@@ -178,6 +180,7 @@ def alert_log_message(
     feedback: Sequence[Feedback] = (),
     retraction: Retraction | None = None,
     digest_items: Sequence[DigestItem] = (),
+    withdrawn: Mapping[str, datetime] | None = None,
 ) -> Message:
     """The alert with its markings and where it went: the outbox says what was delivered
     and when; the plan stored at release says who was left out and why."""
@@ -208,7 +211,11 @@ def alert_log_message(
         )
     plan = alert.plan or Plan((), ())
     planned = {d.target: d for d in plan.deliveries}
-    lines = [_delivery_line(planned.get(row.target), row, tz, alert) for row in posts]
+    withdrawn = withdrawn or {}
+    lines = [
+        _delivery_line(planned.get(row.target), row, tz, alert, withdrawn.get(row.target))
+        for row in posts
+    ]
     posted = {row.target for row in posts}
     in_digest = {item.target: item for item in digest_items}
     lines += [
@@ -336,13 +343,19 @@ def _unposted_state(
 
 
 def _delivery_line(
-    delivery: PlannedDelivery | None, row: OutboxRow, tz: ZoneInfo, alert: Alert
+    delivery: PlannedDelivery | None,
+    row: OutboxRow,
+    tz: ZoneInfo,
+    alert: Alert,
+    withdrawn_at: datetime | None,
 ) -> str:
     who = f" ({delivery.partner_id})" if delivery else ""
     if row.state == SENT and row.sent_at is not None:
         state = f"sent {local_time(row.sent_at, tz)}"
         # What the partner reads there now.
-        if alert.state is AlertState.RETRACTED:
+        if withdrawn_at is not None:
+            state += f", withdrawn {local_time(withdrawn_at, tz)} (the policy no longer clears it)"
+        elif alert.state is AlertState.RETRACTED:
             state += ", now the retraction notice"
         elif alert.updated_since_release and alert.updated_at is not None:
             state += f", updated {local_time(alert.updated_at, tz)}"

@@ -83,10 +83,26 @@ def alert_ref(alert_id: int) -> str:
     return f"A-{alert_id}"
 
 
-def cleared_targets(policy: Policy, alert: Alert) -> frozenset[str]:
-    """Where the alert may go under ``policy`` — the one in force now, which a reload may
-    have changed since release (a clearance lowered, a channel given to another partner):
-    whatever carries the alert's content after release is checked against this."""
+@dataclass(frozen=True)
+class ClearedNow:
+    """Where the alert may go under the policy in force now, which a reload may have
+    changed since release (a clearance lowered, a partner removed, a channel given to
+    another partner or shared with one not cleared): whatever carries the alert's content
+    after release is checked against this, place and partner both."""
+
+    # Each place the alert may go, with the partners whose people it reaches there.
+    places: dict[str, frozenset[str]]
+
+    def allows(self, target: str, partner_id: str | None) -> bool:
+        """Whether the copy at ``target``, delivered for ``partner_id``, may carry the
+        alert now: the place is still cleared, and still reaches that partner's people."""
+        reached = self.places.get(target)
+        if reached is None:
+            return False
+        return partner_id is None or partner_id in reached
+
+
+def cleared_now(policy: Policy, alert: Alert) -> ClearedNow:
     spec = AlertSpec(
         tlp=alert.tlp,
         caveats=frozenset(alert.caveats),
@@ -94,7 +110,23 @@ def cleared_targets(policy: Policy, alert: Alert) -> frozenset[str]:
         region=alert.region,
         to=None if alert.audience is None else tuple(alert.audience),
     )
-    return frozenset(plan_dissemination(policy, spec).targets)
+    plan = plan_dissemination(policy, spec)
+    places: dict[str, set[str]] = {}
+    for delivery in plan.deliveries:
+        places.setdefault(delivery.target, set()).add(delivery.partner_id)
+    for shared in plan.shared:
+        places.setdefault(shared.target, set()).add(shared.partner_id)
+    return ClearedNow({target: frozenset(who) for target, who in places.items()})
+
+
+def delivered_for(alert: Alert, target: str) -> str | None:
+    """The partner a copy at ``target`` was delivered for, as the plan at release says."""
+    if alert.plan is None:
+        return None
+    for delivery in alert.plan.deliveries:
+        if delivery.target == target:
+            return delivery.partner_id
+    return None
 
 
 def alert_key(alert_id: int) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -13,7 +14,7 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.addresses import spell
-from bot.alerts import Alert, AlertState, cleared_targets
+from bot.alerts import Alert, AlertState, ClearedNow, cleared_now
 from bot.cards import local_time
 from bot.core import Core
 from bot.messages import Message
@@ -104,15 +105,15 @@ async def _send_one(
     await digests_repo.take(conn, [i.id for i in ready], key)
     by_target: dict[str, list[Alert]] = defaultdict(list)
     withheld: list[str] = []
-    cleared: dict[int, frozenset[str]] = {}
+    cleared: dict[int, ClearedNow] = {}
     for item in ready:
         alert = alerts[item.alert_id]
         if alert.state is not AlertState.RELEASED:
             continue  # retracted before its digest: it never goes out
         if alert.id not in cleared:
             # The policy may have changed since release: only what it allows now goes out.
-            cleared[alert.id] = cleared_targets(policy, alert)
-        if item.target not in cleared[alert.id]:
+            cleared[alert.id] = cleared_now(policy, alert)
+        if not cleared[alert.id].allows(item.target, item.partner_id):
             withheld.append(f"{alert.ref}@{item.target}")
             continue
         by_target[item.target].append(alert)
@@ -120,7 +121,7 @@ async def _send_one(
         await outbox_repo.enqueue_post(
             conn,
             target=target,
-            message=render_digest(partner, target, period, listed, policy.center.tz),
+            message=render_digest(partner.name, target, period, listed, policy.center.tz),
             now=now,
             message_key=key,
             key=f"{key}@{target}",
@@ -155,7 +156,7 @@ async def _drop(
 
 
 def render_digest(
-    partner: Partner,
+    partner_name: str,
     target: str,
     period: datetime,
     listed: list[Alert],
@@ -188,7 +189,7 @@ def render_digest(
             updated = " · UPDATED" if alert.updated_since_release else ""
             entries.append(f"{alert.ref} · {marking} · {alert.title}{updated}\n{body}")
     return Message(
-        header=f"Digest for {partner.name} · {local_time(period, tz)} · {counted(len(listed), 'alert')}",
+        header=f"Digest for {partner_name} · {local_time(period, tz)} · {counted(len(listed), 'alert')}",
         text="\n\n".join(entries),
         tlp=top,
         caveats=caveats,
@@ -196,11 +197,20 @@ def render_digest(
     )
 
 
-async def refresh_digests_for(core: Core, conn: AsyncConnection, alert_id: int) -> list[str]:
-    """After an alert changed (updated, retracted), edit every digest that listed it;
-    returns the places whose digest was edited."""
+@dataclass(frozen=True)
+class DigestEdits:
+    """The places whose digest an alert's change edited, and of those the ones where the
+    alert is now shown withdrawn (the policy no longer clears it there)."""
+
+    edited: tuple[str, ...] = ()
+    withdrawn: tuple[str, ...] = ()
+
+
+async def refresh_digests_for(core: Core, conn: AsyncConnection, alert_id: int) -> DigestEdits:
+    """After an alert changed (updated, retracted), edit every digest that listed it."""
     policy = core.policy
     edited: list[str] = []
+    withdrawn_here: list[str] = []
     taken = [
         i
         for i in await digests_repo.items_for_alert(conn, alert_id)
@@ -209,9 +219,13 @@ async def refresh_digests_for(core: Core, conn: AsyncConnection, alert_id: int) 
     for key, target in {(i.digest_key, i.target) for i in taken if i.digest_key}:
         in_digest = [i for i in await digests_repo.items_in_digest(conn, key) if i.target == target]
         alerts = await alert_schedule_repo.get_alerts(conn, [i.alert_id for i in in_digest])
-        partner = policy.partner(in_digest[0].partner_id)
-        if partner is None or not await outbox_repo.message_targets(conn, key):
+        partner_id = in_digest[0].partner_id
+        if not await outbox_repo.message_targets(conn, key):
             continue
+        # A partner a reload removed still holds the digest: it is edited all the same
+        # (a retraction must reach it), and what it listed is withdrawn there.
+        partner = policy.partner(partner_id)
+        name = partner.name if partner is not None else partner_id
         listed = [
             alerts[i.alert_id]
             for i in in_digest
@@ -220,13 +234,14 @@ async def refresh_digests_for(core: Core, conn: AsyncConnection, alert_id: int) 
         withdrawn = frozenset(
             a.id
             for a in listed
-            if a.state is AlertState.RELEASED and target not in cleared_targets(policy, a)
+            if a.state is AlertState.RELEASED
+            and not cleared_now(policy, a).allows(target, partner_id)
         )
         message = render_digest(
-            partner, target, period_of(key), listed, policy.center.tz, withdrawn=withdrawn
+            name, target, period_of(key), listed, policy.center.tz, withdrawn=withdrawn
         )
         await outbox_repo.enqueue_edit(
             conn, target=target, message_key=key, message=message, now=core.clock.now()
         )
-        edited.append(target)
-    return edited
+        (withdrawn_here if alert_id in withdrawn else edited).append(target)
+    return DigestEdits(tuple(edited), tuple(withdrawn_here))

@@ -50,6 +50,13 @@ async def alert(ctx: Context, args: str) -> None:
         retraction = await alerts_repo.get_retraction(conn, found.id)
         digest_items = await digests_repo.items_for_alert(conn, found.id)
     posts = [r for r in rows if r.op == "post"]
+    # A delivered copy an update withdrew (the policy no longer clears its place) holds
+    # the withdrawal notice, whatever the alert's text says now.
+    withdrawn = {
+        r.target: r.created_at
+        for r in rows
+        if r.op == "edit" and r.message.header == f"{found.ref} WITHDRAWN"
+    }
     await ctx.answer(
         alert_log_message(
             core.policy,
@@ -59,6 +66,7 @@ async def alert(ctx: Context, args: str) -> None:
             feedback=feedback,
             retraction=retraction,
             digest_items=digest_items,
+            withdrawn=withdrawn,
         )
     )
 

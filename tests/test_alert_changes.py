@@ -399,8 +399,7 @@ async def test_an_update_edits_a_digest_that_listed_the_alert_and_says_so(db: Da
     # The fact line stays a line of its own, as on a copy of its own.
     assert f"{NEW_TEXT}\n    Location: 5th & Main" in digest
     assert lines_for(out, "@ana") == [
-        "@ana A-1 updated. No copy had gone out, so there is nothing to edit. "
-        "1 digest listing it edited (console:#transit)."
+        "@ana A-1 updated. 1 digest listing it edited (console:#transit)."
     ]
 
 
@@ -501,3 +500,93 @@ async def test_updating_a_scheduled_alert_sends_the_new_text_at_its_time(db: Dat
     copy = lines_for(h.printed[before:], "#metro-pd")
     # The title (from the tip's summary) stays; the text is the new one.
     assert len(copy) == 1 and copy[0].split("\n")[2].strip() == NEW_TEXT
+
+
+async def reloaded(h: ConsoleHarness, path, policy_text: str) -> None:
+    path.write_text(policy_text)
+    assert "Policy reloaded" in (await h.say("@sam #review !reload"))[0]
+
+
+async def released_then(db: Database, tmp_path, approve: str) -> tuple[ConsoleHarness, object]:
+    path = tmp_path / "policy.toml"
+    path.write_text(ALERT_POLICY)
+    h = ConsoleHarness(db, policy=alert_policy(), clock=ManualClock(START), policy_path=path)
+    await h.say(TIP)
+    await h.say("@ana #review !claim T-1")
+    await h.say(f"@sam #review {approve}")
+    return h, path
+
+
+async def test_a_channel_given_to_another_cleared_partner_is_withdrawn_not_updated(
+    db: Database, tmp_path
+) -> None:
+    """Its new owner may see AMBER, but the copy there was delivered for metro-pd, whose
+    people no longer read that channel: the new text goes to neither."""
+    h, path = await released_then(db, tmp_path, "!approve T-1 confirm title: Substation")
+    moved = ALERT_POLICY.replace(
+        'internal_channels = ["console:#metro-pd-internal"]\n', "", 1
+    ).replace(
+        'internal_channels = ["console:#state-police-intel"]',
+        'internal_channels = ["console:#state-police-intel", "console:#metro-pd-internal"]',
+    )
+    await reloaded(h, path, moved)
+    out = await h.say(f"@sam #review !update A-1 {NEW_TEXT}")
+    [copy] = edits_by_place(out)["#metro-pd-internal"]
+    assert "A-1 WITHDRAWN from here" in copy and NEW_TEXT not in copy
+    # The dissemination log says what that place holds now.
+    log = (await h.say("@sam #review !alert A-1"))[0]
+    assert (
+        "console:#metro-pd-internal (metro-pd) — sent 2026-11-25 10:00 EST, withdrawn "
+        "2026-11-25 10:00 EST (the policy no longer clears it)" in log
+    )
+
+
+async def test_a_partner_removed_by_a_reload_still_gets_the_retraction_in_its_digest(
+    db: Database, tmp_path
+) -> None:
+    h, path = await released_then(db, tmp_path, "!approve T-1 tlp:green to:transit confirm")
+    clock = h.bot.core.clock
+    assert isinstance(clock, ManualClock)
+    clock.advance(timedelta(days=1))  # past transit's 07:00 digest
+    await send_digests(h.bot.core)
+    await h.bot.drain(10.0)
+    start = ALERT_POLICY.index('[[partners]]\nid = "transit"')
+    end = ALERT_POLICY.index("[[partners]]", start + 1)
+    await reloaded(h, path, ALERT_POLICY[:start] + ALERT_POLICY[end:])
+
+    out = await h.say(f"@sam #review !retract A-1 {REASON}")
+    [digest] = edits_by_place(out)["#transit"]
+    assert "A-1 · TLP:GREEN · RETRACTED — do not act on it." in digest
+    assert "1 digest listing it edited (console:#transit)" in lines_for(out, "@sam")[0]
+
+
+async def test_after_a_reload_a_retraction_tells_an_uncleared_place_no_reason(
+    db: Database, tmp_path
+) -> None:
+    h, path = await released_then(db, tmp_path, "!approve T-1 confirm title: Substation")
+    await reloaded(
+        h,
+        path,
+        ALERT_POLICY.replace(
+            'max_tlp = "AMBER"\ncaveats = ["LES"]', 'max_tlp = "GREEN"\ncaveats = ["LES"]', 1
+        ),
+    )
+    out = await h.say("@sam #review !retract A-1 The van belongs to agent Smith")
+    edits = edits_by_place(out)
+    [uncleared] = edits["#metro-pd"]
+    assert "A-1 RETRACTED" in uncleared and "Retracted. Do not act on it" in uncleared
+    assert "agent Smith" not in uncleared
+    assert "agent Smith" in edits["#state-police"][0]  # still cleared: told why
+
+
+async def test_the_officer_hears_of_a_red_retraction_but_not_its_reason(
+    db: Database, tmp_path
+) -> None:
+    h, _ = await released_then(db, tmp_path, "!approve T-1 tlp:red confirm")
+    out = await h.say("@sam #review !retract A-1 The informant was burned")
+    assert lines_for(out, "@olly") == [
+        "@olly Alert A-1, made from your tip T-1, was retracted: the reason stays with the "
+        "center (TLP:RED)"
+    ]
+    status = await h.say_text("@olly @bot !status T-1")
+    assert "informant" not in status
