@@ -52,9 +52,9 @@ from bot.digests import refresh_digests_for
 from bot.errors import UserError
 from bot.lifecycle import Actor, Refused
 from bot.messages import Message
-from bot.replies import ReplyTo, direct_message, reply
+from bot.replies import ReplyTo, reply
 from bot.tlp import TLP
-from bot.triage import actor_for, tip_messages_key
+from bot.triage import actor_for, tell_about
 from bot.wording import counted
 from storage import alerts_repo, digests_repo, outbox_repo, tips_repo
 from storage.audit_repo import append_audit
@@ -266,12 +266,12 @@ async def _note_on_tip(
     await tips_repo.save_tip(conn, tip, now=now)
     await refresh_card(core, conn, tip)
     # The officer was told the tip became an alert; they hear when it no longer stands.
-    await direct_message(
+    await tell_about(
         conn,
+        tip,
         tip.officer,
         f"Alert {alert.ref}, made from your tip {tip.ref}, was {what}: {reason}",
-        now=now,
-        about=tip_messages_key(tip.id),
+        now,
     )
 
 

@@ -91,12 +91,17 @@ def retraction_copy(alert: Alert, reason: str | None, when: datetime, tz: ZoneIn
     )
 
 
+def withdrawal_header(ref: str) -> str:
+    """The withdrawal notice's header: how ``!alert`` recognises a copy that holds it."""
+    return f"{ref} WITHDRAWN"
+
+
 def withdrawal_copy(alert: Alert, when: datetime, tz: ZoneInfo) -> Message:
     """What a delivered copy becomes when an update finds its place no longer cleared
     for the alert (a reload changed the policy): the marking stays, the content goes, and
     the new text never reaches it."""
     return Message(
-        header=f"{alert.ref} WITHDRAWN",
+        header=withdrawal_header(alert.ref),
         text=(
             f"{alert.ref} WITHDRAWN from here: under the fusion center's current policy this "
             "place is no longer cleared for it. Do not act on it; delete local copies."

@@ -120,12 +120,17 @@ def cleared_now(policy: Policy, alert: Alert) -> ClearedNow:
 
 
 def delivered_for(alert: Alert, target: str) -> str | None:
-    """The partner a copy at ``target`` was delivered for, as the plan at release says."""
+    """The partner a copy at ``target`` was delivered for, as the plan at release says; a
+    channel shared with other partners counts for the one it was delivered for, as the
+    dissemination log shows it."""
     if alert.plan is None:
         return None
     for delivery in alert.plan.deliveries:
         if delivery.target == target:
             return delivery.partner_id
+    for shared in alert.plan.shared:
+        if shared.target == target:
+            return shared.partner_id
     return None
 
 

@@ -149,7 +149,8 @@ def review_card(
 
 
 def card_buttons(tip: Tip) -> list[Button]:
-    if tip.state is TipState.NEW or (not tip.state.closed and tip.claimed_by is None):
+    # Open and held by nobody: new, or given back while waiting for the officer's answer.
+    if not tip.state.closed and tip.claimed_by is None:
         return [Button(label="Claim", command=f"claim {tip.ref}", style="primary")]
     if tip.state in (TipState.CLAIMED, TipState.NEEDS_INFO):
         return [

@@ -211,6 +211,8 @@ async def refresh_digests_for(core: Core, conn: AsyncConnection, alert_id: int) 
     policy = core.policy
     edited: list[str] = []
     withdrawn_here: list[str] = []
+    # An alert is planned once, however many digests list it.
+    cleared: dict[int, ClearedNow] = {}
     taken = [
         i
         for i in await digests_repo.items_for_alert(conn, alert_id)
@@ -231,11 +233,13 @@ async def refresh_digests_for(core: Core, conn: AsyncConnection, alert_id: int) 
             for i in in_digest
             if alerts[i.alert_id].state is not AlertState.SCHEDULED
         ]
+        for a in listed:
+            if a.id not in cleared:
+                cleared[a.id] = cleared_now(policy, a)
         withdrawn = frozenset(
             a.id
             for a in listed
-            if a.state is AlertState.RELEASED
-            and not cleared_now(policy, a).allows(target, partner_id)
+            if a.state is AlertState.RELEASED and not cleared[a.id].allows(target, partner_id)
         )
         message = render_digest(
             name, target, period_of(key), listed, policy.center.tz, withdrawn=withdrawn

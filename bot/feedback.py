@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.alerts import Alert, AlertState, alert_key
+from bot.alerts import Alert, AlertState, alert_key, delivered_for
 from bot.core import Core
 from bot.errors import UserError
 from bot.replies import ReplyTo, direct_message, reply
@@ -148,25 +148,11 @@ async def _received_here(conn: AsyncConnection, alert: Alert, here: set[str]) ->
     rows = await outbox_repo.rows_for(conn, alert_key(alert.id))
     for row in rows:
         if row.op == "post" and row.state == outbox_repo.SENT and row.target in here:
-            return _partner_of(alert, row.target) or ""
+            return delivered_for(alert, row.target) or ""
     for item in await digests_repo.items_for_alert(conn, alert.id):
         if item.target not in here or not (item.digest_key or "").startswith("digest:"):
             continue
         status = await outbox_repo.post_status(conn, item.digest_key or "", item.target)
         if status is not None and status[0] == outbox_repo.SENT:
             return item.partner_id
-    return None
-
-
-def _partner_of(alert: Alert, target: str) -> str | None:
-    """The partner a copy was delivered for; a channel shared with other partners counts
-    for the one it was delivered for, as the dissemination log shows it."""
-    if alert.plan is None:
-        return None
-    for delivery in alert.plan.deliveries:
-        if delivery.target == target:
-            return delivery.partner_id
-    for shared in alert.plan.shared:
-        if shared.target == target:
-            return shared.partner_id
     return None

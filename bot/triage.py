@@ -66,13 +66,13 @@ async def triage(core: Core, to: ReplyTo, command: Triage) -> Tip:
                 details["took_over_from"] = tip.claimed_by
                 # Whoever held it must not go on working it (or wait for an answer that
                 # now goes to the new holder) without knowing.
-                await direct_message(
+                await tell_about(
                     conn,
+                    tip,
                     tip.claimed_by,
                     f"{actor.address} took over {tip.ref} from you; the officer's answers "
                     "go to them now.",
-                    now=now,
-                    about=tip_messages_key(tip.id),
+                    now,
                 )
             tip.claimed_by = actor.address
             confirmation = f"You hold {tip.ref} now."
@@ -87,25 +87,25 @@ async def triage(core: Core, to: ReplyTo, command: Triage) -> Tip:
                     "claims it next, and onto the card."
                 )
             if holder and holder != actor.address:
-                await direct_message(
+                await tell_about(
                     conn,
+                    tip,
                     holder,
                     f"{actor.address} gave {tip.ref} back to the queue; you no longer hold it.",
-                    now=now,
-                    about=tip_messages_key(tip.id),
+                    now,
                 )
         elif command.verb is Verb.ASK:
             question = _required(
                 command.text, f"{spell(to.actor, 'ask')} {tip.ref} <your question>"
             )
             await tips_repo.add_note(conn, TipNote(tip.id, "ask", actor.address, question, now))
-            await direct_message(
+            await tell_about(
                 conn,
+                tip,
                 tip.officer,
                 f"{actor.address} asks about your tip {tip.ref} ({_short(tip.summary)}): "
                 f"{question}\nAnswer with: {spell(tip.officer, 'reply')} {tip.ref} <your answer>",
-                now=now,
-                about=tip_messages_key(tip.id),
+                now,
             )
             # The audit row can't be purged with the tip: it records that, not what.
             details["chars"] = len(question)
@@ -118,20 +118,24 @@ async def triage(core: Core, to: ReplyTo, command: Triage) -> Tip:
             details["chars"] = len(answer)
             confirmation = f"Thanks — your answer was added to {tip.ref}."
             if tip.claimed_by and previous is TipState.NEEDS_INFO:
-                await direct_message(
+                await tell_about(
                     conn,
+                    tip,
                     tip.claimed_by,
                     f"The officer answered on {tip.ref}: {answer}",
-                    now=now,
-                    about=tip_messages_key(tip.id),
+                    now,
                 )
         elif command.verb is Verb.REJECT:
             tip.reason = _required(command.text, f"{spell(to.actor, 'reject')} {tip.ref} <reason>")
             decide(tip, actor, now)
             details["chars"] = len(tip.reason)
             confirmation = f"{tip.ref} rejected."
-            await _tell_officer(
-                conn, tip, f"Your tip {tip.ref} was closed without action: {tip.reason}", now
+            await tell_about(
+                conn,
+                tip,
+                tip.officer,
+                f"Your tip {tip.ref} was closed without action: {tip.reason}",
+                now,
             )
         else:  # duplicate
             original = await _original(conn, tip, command.other_id, usage=spell(to.actor, "dup"))
@@ -146,7 +150,7 @@ async def triage(core: Core, to: ReplyTo, command: Triage) -> Tip:
             if original.state is TipState.REJECTED:
                 # "Merged" alone would read as if the report went on being worked.
                 merged += ", reviewed earlier and closed without action"
-            await _tell_officer(conn, tip, merged + ".", now)
+            await tell_about(conn, tip, tip.officer, merged + ".", now)
 
         await record_transition(core, conn, tip, actor, command.verb, details, now=now)
         await reply(conn, to, confirmation, now=now)
@@ -212,8 +216,11 @@ async def _original(conn: AsyncConnection, tip: Tip, other_id: int | None, *, us
     return original
 
 
-async def _tell_officer(conn: AsyncConnection, tip: Tip, text: str, now: datetime) -> None:
-    await direct_message(conn, tip.officer, text, now=now, about=tip_messages_key(tip.id))
+async def tell_about(
+    conn: AsyncConnection, tip: Tip, person: str, text: str, now: datetime
+) -> None:
+    """A direct message about the tip, kept under its key (a purge finds what quoted it)."""
+    await direct_message(conn, person, text, now=now, about=tip_messages_key(tip.id))
 
 
 def tip_messages_key(tip_id: int) -> str:

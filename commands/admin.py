@@ -7,7 +7,10 @@ refused one with the problems that kept the old policy in force."""
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.errors import UserError
 from bot.policy_changes import file_digest, policy_changes
@@ -31,17 +34,13 @@ async def reload(ctx: Context, args: str) -> None:
     holder = ctx.core.policies
     digest = file_digest(Path(holder.source))
     now = ctx.core.clock.now()
+    audited = {"source": str(holder.source), "sha256": digest}
     try:
         policy, warnings = check_policy_file(holder.source)
     except PolicyError as exc:
         async with ctx.core.transaction() as conn:
-            await append_audit(
-                conn,
-                at=now,
-                actor=ctx.actor,
-                action="policy.reload_refused",
-                subject="policy",
-                details={"source": str(holder.source), "sha256": digest, "problems": exc.problems},
+            await _audit(
+                conn, ctx, now, "policy.reload_refused", {**audited, "problems": exc.problems}
             )
         problems = "\n".join(exc.problems[:10])
         raise UserError(
@@ -49,18 +48,12 @@ async def reload(ctx: Context, args: str) -> None:
         ) from None
     changes = policy_changes(holder.policy, policy)
     async with ctx.core.transaction() as conn:
-        await append_audit(
+        await _audit(
             conn,
-            at=now,
-            actor=ctx.actor,
-            action="policy.reloaded",
-            subject="policy",
-            details={
-                "source": str(holder.source),
-                "sha256": digest,
-                "partners": len(policy.partners),
-                "changes": changes,
-            },
+            ctx,
+            now,
+            "policy.reloaded",
+            {**audited, "partners": len(policy.partners), "changes": changes},
         )
         changed = (
             f"{counted(len(changes), 'change')}:\n" + "\n".join(changes[:SHOWN])
@@ -80,3 +73,12 @@ async def reload(ctx: Context, args: str) -> None:
     holder.replace(policy)
     for warning in warnings:
         log.warning("%s", warning)
+
+
+async def _audit(
+    conn: AsyncConnection, ctx: Context, now: datetime, action: str, details: dict[str, object]
+) -> None:
+    """Every reload attempt, refused or not, as one audit entry about the policy."""
+    await append_audit(
+        conn, at=now, actor=ctx.actor, action=action, subject="policy", details=details
+    )

@@ -5,7 +5,7 @@ out and why); !update and !retract change every delivered copy; partners answer 
 from __future__ import annotations
 
 from bot.alert_changes import retract_alert, update_alert
-from bot.alert_messages import alert_log_message
+from bot.alert_messages import alert_log_message, withdrawal_header
 from bot.alerts import alert_key, parse_alert_ref
 from bot.errors import UserError
 from bot.feedback import give_feedback, parse_verdict
@@ -55,7 +55,7 @@ async def alert(ctx: Context, args: str) -> None:
     withdrawn = {
         r.target: r.created_at
         for r in rows
-        if r.op == "edit" and r.message.header == f"{found.ref} WITHDRAWN"
+        if r.op == "edit" and r.message.header == withdrawal_header(found.ref)
     }
     await ctx.answer(
         alert_log_message(

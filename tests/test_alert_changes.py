@@ -4,6 +4,7 @@ never leave with what the alert no longer says."""
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -366,15 +367,40 @@ async def test_a_copy_waiting_for_a_digest_is_shown_withheld_once_retracted(db: 
     assert "waiting for the partner's next digest" not in log
 
 
-async def test_retract_edits_a_digest_that_listed_the_alert(db: Database) -> None:
-    clock = ManualClock(START)
-    h = ConsoleHarness(db, policy=alert_policy(), clock=clock)
+async def released_then(
+    db: Database, tmp_path: Path, approve: str, *, by: str = "@sam"
+) -> tuple[ConsoleHarness, Path]:
+    """T-1 filed, claimed and approved with ``approve`` by ``by``; the policy in a file,
+    so that a test can reload an edited one."""
+    path = tmp_path / "policy.toml"
+    path.write_text(ALERT_POLICY)
+    h = ConsoleHarness(db, policy=alert_policy(), clock=ManualClock(START), policy_path=path)
     await h.say(TIP)
     await h.say("@ana #review !claim T-1")
-    await h.say("@ana #review !approve T-1 tlp:green to:transit confirm")
+    await h.say(f"{by} #review {approve}")
+    return h, path
+
+
+async def listed_in_transits_digest(
+    db: Database, tmp_path: Path, *, by: str = "@ana"
+) -> tuple[ConsoleHarness, Path]:
+    """A-1 at TLP:GREEN for transit only, listed in transit's 07:00 digest, which went out."""
+    h, path = await released_then(db, tmp_path, "!approve T-1 tlp:green to:transit confirm", by=by)
+    clock = h.bot.core.clock
+    assert isinstance(clock, ManualClock)
     clock.advance(timedelta(days=1))  # past transit's 07:00 digest
     await send_digests(h.bot.core)
     await h.bot.drain(10.0)
+    return h, path
+
+
+async def reloaded(h: ConsoleHarness, path: Path, policy_text: str) -> None:
+    path.write_text(policy_text)  # noqa: ASYNC240  (a small file, before the bot reads it)
+    assert "Policy reloaded" in (await h.say("@sam #review !reload"))[0]
+
+
+async def test_retract_edits_a_digest_that_listed_the_alert(db: Database, tmp_path: Path) -> None:
+    h, _ = await listed_in_transits_digest(db, tmp_path)
 
     out = await h.say(f"@ana #review !retract A-1 {REASON}")
     edits = edits_by_place(out)
@@ -383,15 +409,10 @@ async def test_retract_edits_a_digest_that_listed_the_alert(db: Database) -> Non
     assert OLD_TEXT not in edits["#transit"][0]
 
 
-async def test_an_update_edits_a_digest_that_listed_the_alert_and_says_so(db: Database) -> None:
-    clock = ManualClock(START)
-    h = ConsoleHarness(db, policy=alert_policy(), clock=clock)
-    await h.say(TIP)
-    await h.say("@ana #review !claim T-1")
-    await h.say("@ana #review !approve T-1 tlp:green to:transit confirm")
-    clock.advance(timedelta(days=1))  # past transit's 07:00 digest
-    await send_digests(h.bot.core)
-    await h.bot.drain(10.0)
+async def test_an_update_edits_a_digest_that_listed_the_alert_and_says_so(
+    db: Database, tmp_path: Path
+) -> None:
+    h, _ = await listed_in_transits_digest(db, tmp_path)
 
     out = await h.say(f"@ana #review !update A-1 {NEW_TEXT}")
     [digest] = edits_by_place(out)["#transit"]
@@ -406,18 +427,8 @@ async def test_an_update_edits_a_digest_that_listed_the_alert_and_says_so(db: Da
 async def test_an_update_after_a_reload_withdraws_the_alert_from_a_digest(
     db: Database, tmp_path
 ) -> None:
-    clock = ManualClock(START)
-    path = tmp_path / "policy.toml"
-    path.write_text(ALERT_POLICY)
-    h = ConsoleHarness(db, policy=alert_policy(), clock=clock, policy_path=path)
-    await h.say(TIP)
-    await h.say("@ana #review !claim T-1")
-    await h.say("@ana #review !approve T-1 tlp:green to:transit confirm")
-    clock.advance(timedelta(days=1))  # past transit's 07:00 digest
-    await send_digests(h.bot.core)
-    await h.bot.drain(10.0)
-    path.write_text(ALERT_POLICY.replace('max_tlp = "GREEN"', 'max_tlp = "CLEAR"'))
-    assert "Policy reloaded" in (await h.say("@sam #review !reload"))[0]
+    h, path = await listed_in_transits_digest(db, tmp_path)
+    await reloaded(h, path, ALERT_POLICY.replace('max_tlp = "GREEN"', 'max_tlp = "CLEAR"'))
 
     out = await h.say(f"@ana #review !update A-1 {NEW_TEXT}")
     [digest] = edits_by_place(out)["#transit"]
@@ -502,21 +513,6 @@ async def test_updating_a_scheduled_alert_sends_the_new_text_at_its_time(db: Dat
     assert len(copy) == 1 and copy[0].split("\n")[2].strip() == NEW_TEXT
 
 
-async def reloaded(h: ConsoleHarness, path, policy_text: str) -> None:
-    path.write_text(policy_text)
-    assert "Policy reloaded" in (await h.say("@sam #review !reload"))[0]
-
-
-async def released_then(db: Database, tmp_path, approve: str) -> tuple[ConsoleHarness, object]:
-    path = tmp_path / "policy.toml"
-    path.write_text(ALERT_POLICY)
-    h = ConsoleHarness(db, policy=alert_policy(), clock=ManualClock(START), policy_path=path)
-    await h.say(TIP)
-    await h.say("@ana #review !claim T-1")
-    await h.say(f"@sam #review {approve}")
-    return h, path
-
-
 async def test_a_channel_given_to_another_cleared_partner_is_withdrawn_not_updated(
     db: Database, tmp_path
 ) -> None:
@@ -544,12 +540,7 @@ async def test_a_channel_given_to_another_cleared_partner_is_withdrawn_not_updat
 async def test_a_partner_removed_by_a_reload_still_gets_the_retraction_in_its_digest(
     db: Database, tmp_path
 ) -> None:
-    h, path = await released_then(db, tmp_path, "!approve T-1 tlp:green to:transit confirm")
-    clock = h.bot.core.clock
-    assert isinstance(clock, ManualClock)
-    clock.advance(timedelta(days=1))  # past transit's 07:00 digest
-    await send_digests(h.bot.core)
-    await h.bot.drain(10.0)
+    h, path = await listed_in_transits_digest(db, tmp_path, by="@sam")
     start = ALERT_POLICY.index('[[partners]]\nid = "transit"')
     end = ALERT_POLICY.index("[[partners]]", start + 1)
     await reloaded(h, path, ALERT_POLICY[:start] + ALERT_POLICY[end:])

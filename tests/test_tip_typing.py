@@ -4,6 +4,8 @@ words, and every refusal giving back what was typed so it can be corrected, not 
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from bot.tips import Urgency
@@ -138,30 +140,23 @@ async def test_every_unknown_field_is_named_at_once_with_the_one_meant(db: Datab
     assert "I don't know the field “lcation”. Did you mean location?" in answer
 
 
+async def typed_in_tips(h: ConsoleHarness, text: str, **more: Any) -> None:
+    """What olly sends in #tips as one message, line breaks and all (a console line can't
+    carry them), and its answers delivered."""
+    await h.bot.handle(Command(actor="console:olly", channel="console:#tips", text=text, **more))
+    await h.bot.drain(10.0)
+
+
 async def test_a_field_on_the_line_after_the_command_is_read(db: Database) -> None:
     h = ConsoleHarness(db)
-    await h.bot.handle(
-        Command(
-            actor="console:olly",
-            channel="console:#tips",
-            text="!tip\ncategory: photo\nMan filming the water tower",
-        )
-    )
-    await h.bot.drain(10.0)
+    await typed_in_tips(h, "!tip\ncategory: photo\nMan filming the water tower")
     assert h.printed[-1].startswith("@olly Received T-1 (PHOTO — photography, routine)")
 
 
 async def test_a_mistyped_key_on_its_own_line_is_refused_as_after_a_bar(db: Database) -> None:
     h = ConsoleHarness(db)
     before = await state_of(db)
-    await h.bot.handle(
-        Command(
-            actor="console:olly",
-            channel="console:#tips",
-            text="!tip Man filming the water tower\nCatagory: photo",
-        )
-    )
-    await h.bot.drain(10.0)
+    await typed_in_tips(h, "!tip Man filming the water tower\nCatagory: photo")
     assert "I don't know the field “Catagory”. Did you mean category?" in h.printed[-1]
     assert await state_of(db) == before
 
@@ -227,10 +222,7 @@ async def test_a_forms_boxes_are_filed_as_they_stand(db: Database) -> None:
         ("when", "23:40"),
         ("details", "Seen twice, time: 23:40 and 01:10; urgency: not clear"),
     )
-    await h.bot.handle(
-        Command(actor="console:olly", channel="console:#tips", text="!tip (form)", form=form)
-    )
-    await h.bot.drain(10.0)
+    await typed_in_tips(h, "!tip (form)", form=form)
     assert h.printed[-1].startswith("@olly Received T-1 (SURVL — observation / surveillance")
     card = next(line for line in h.printed if line.startswith("#review T-1"))
     assert "When: 23:40" in card
